@@ -1,0 +1,315 @@
+"""Read and write tags with mutagen: a thin I/O wrapper that raises domain errors.
+
+``read_tags`` returns flat snake_case columns (see :mod:`crate_dask.schema`) for
+every container DJs meet: MP3 (ID3), FLAC/OGG/Opus (Vorbis comments), MP4/M4A
+(iTunes atoms), WAV/AIFF (ID3 chunks) and WMA (ASF). ``write_tags`` writes the
+same fields back into the field each ecosystem reads.
+
+>>> import numpy as np, soundfile as sf, tempfile, os
+>>> p = os.path.join(tempfile.mkdtemp(), "t.flac")
+>>> sf.write(p, np.zeros(4410), 44100)
+>>> write_tags(p, {"artist": "Daft Punk", "title": "Da Funk", "bpm": 111, "key": "E minor"})
+>>> t = read_tags(p)
+>>> (t["format"], t["artist"], t["tag_bpm"], t["tag_key"])
+('flac', 'Daft Punk', 111.0, 'E minor')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping
+
+import mutagen
+from mutagen.id3 import ID3, ID3NoHeaderError
+
+from .errors import UnreadableFileError
+
+# column -> (ID3 frame, Vorbis key(s), MP4 atom, ASF attribute)
+_TEXT_FIELDS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+    "artist": ("TPE1", ("artist",), "\xa9ART", "Author"),
+    "title": ("TIT2", ("title",), "\xa9nam", "Title"),
+    "album": ("TALB", ("album",), "\xa9alb", "WM/AlbumTitle"),
+    "album_artist": ("TPE2", ("albumartist", "album artist", "album_artist"), "aART", "WM/AlbumArtist"),
+    "genre": ("TCON", ("genre",), "\xa9gen", "WM/Genre"),
+    "label": ("TPUB", ("label", "organization", "publisher"), "----:com.apple.iTunes:LABEL", "WM/Publisher"),
+    "comment": ("COMM", ("comment", "description"), "\xa9cmt", "Description"),
+    "tag_key": ("TKEY", ("initialkey", "key"), "----:com.apple.iTunes:initialkey", "WM/InitialKey"),
+}
+_MP4_KEY_ATOMS = ("----:com.apple.iTunes:initialkey", "----:com.apple.iTunes:KEY", "----:com.apple.iTunes:initialKey")
+
+_FORMATS = {  # mutagen class name -> (format, codec)
+    "MP3": ("mp3", "mp3"), "EasyMP3": ("mp3", "mp3"), "FLAC": ("flac", "flac"),
+    "WAVE": ("wav", "pcm"), "AIFF": ("aiff", "pcm"), "OggVorbis": ("ogg", "vorbis"),
+    "OggOpus": ("opus", "opus"), "OggFLAC": ("ogg", "flac"), "OggSpeex": ("ogg", "speex"),
+    "MP4": ("mp4", "aac"), "EasyMP4": ("mp4", "aac"), "ASF": ("asf", "wma"), "AAC": ("aac", "aac"),
+    "AC3": ("ac3", "ac3"), "WavPack": ("wavpack", "wavpack"), "APEv2File": ("ape", "ape"),
+    "MonkeysAudio": ("ape", "ape"), "TrueAudio": ("tta", "tta"), "DSF": ("dsf", "dsd"),
+    "DSDIFF": ("dff", "dsd"), "Musepack": ("mpc", "musepack"), "OptimFROG": ("ofr", "optimfrog"),
+}
+
+
+def open_audio(path: str | os.PathLike | bytes) -> mutagen.FileType:
+    """Open ``path`` with mutagen, sniffing the container from its content.
+
+    Raises
+    ------
+    UnreadableFileError
+        Empty, unrecognised, truncated or corrupt container, or an OS error.
+    """
+    try:
+        if os.path.getsize(path) == 0:
+            raise UnreadableFileError("empty file (0 bytes)")
+        f = mutagen.File(path)
+    except UnreadableFileError:
+        raise
+    except FileNotFoundError:
+        raise UnreadableFileError("file vanished before it could be read") from None
+    except PermissionError:
+        raise UnreadableFileError("permission denied") from None
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read file: {exc.strerror or exc}") from None
+    except mutagen.MutagenError as exc:
+        raise UnreadableFileError(f"corrupt or truncated audio container ({_short(exc)})") from None
+    except Exception as exc:  # mutagen raises assorted errors on garbage; all mean "unreadable"
+        raise UnreadableFileError(f"corrupt audio container ({type(exc).__name__}: {_short(exc)})") from None
+    if f is None:
+        raise UnreadableFileError("not a recognised audio file (content does not match any audio format)")
+    return f
+
+
+def read_tags(path: str | os.PathLike | bytes) -> dict[str, Any]:
+    """Read stream facts and tags of one file as flat columns.
+
+    Missing values are ``None``; numbers are parsed leniently ("3/12" -> 3,
+    "2019-05-01" -> 2019, "128.00" -> 128.0).
+    """
+    f = open_audio(path)
+    kind = type(f).__name__
+    fmt, codec = _FORMATS.get(kind, (kind.lower(), None))
+    info = f.info
+    out: dict[str, Any] = {
+        "format": fmt,
+        "codec": codec,
+        "duration_s": _num(getattr(info, "length", None)),
+        "bitrate_kbps": _kbps(getattr(info, "bitrate", None)),
+        "sample_rate": _int(getattr(info, "sample_rate", None)),
+        "channels": _int(getattr(info, "channels", None)),
+        "bits_per_sample": _int(getattr(info, "bits_per_sample", None)),
+    }
+    if kind in ("MP4", "EasyMP4"):
+        c = (getattr(info, "codec", "") or "").lower()
+        out["codec"] = "alac" if c.startswith("alac") else "aac" if c.startswith("mp4a") else (c or "aac")
+    if not out["duration_s"] and kind in ("MP3",):
+        raise UnreadableFileError("no MPEG audio frames found")
+    tags = f.tags
+    raw: dict[str, Any] = {}
+    if tags is not None:
+        if isinstance(tags, ID3):
+            raw = _read_id3(tags)
+        elif kind in ("MP4", "EasyMP4"):
+            raw = _read_mp4(tags)
+        elif kind == "ASF":
+            raw = _read_generic(tags, {c: (v[3],) for c, v in _TEXT_FIELDS.items()},
+                                {"date": ("WM/Year",), "track": ("WM/TrackNumber",), "disc": ("WM/PartOfSet",),
+                                 "bpm": ("WM/BeatsPerMinute",)})
+        else:  # Vorbis comments and APEv2 are case-insensitive mappings
+            raw = _read_generic(tags, {c: v[1] for c, v in _TEXT_FIELDS.items()},
+                                {"date": ("date", "year", "originaldate"), "track": ("tracknumber", "track"),
+                                 "track_total": ("tracktotal", "totaltracks"), "disc": ("discnumber", "disc"),
+                                 "bpm": ("bpm", "tempo")})
+    for col in _TEXT_FIELDS:
+        out[col] = _clean(raw.get(col))
+    track, total = _pair(raw.get("track"))
+    out["track"] = track
+    out["track_total"] = _int(raw.get("track_total")) or total
+    out["disc"] = _pair(raw.get("disc"))[0]
+    out["year"] = _year(raw.get("date"))
+    out["tag_bpm"] = _num(raw.get("bpm"))
+    return out
+
+
+def _read_id3(tags: ID3) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for col, (frame, *_rest) in _TEXT_FIELDS.items():
+        frames = tags.getall(frame)
+        if frame == "COMM":  # skip iTunes' machine comments (iTunNORM, ...)
+            frames = [fr for fr in frames if not fr.desc.startswith("iTun")]
+        if frames and frames[0].text:
+            raw[col] = str(frames[0].text[0])
+    for key, frame in (("date", "TDRC"), ("track", "TRCK"), ("disc", "TPOS"), ("bpm", "TBPM")):
+        fr = tags.get(frame) or (tags.get("TYER") if frame == "TDRC" else None)
+        if fr is not None and fr.text:
+            raw[key] = str(fr.text[0])
+    return raw
+
+
+def _read_mp4(tags: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for col, (_, _, atom, _) in _TEXT_FIELDS.items():
+        atoms = _MP4_KEY_ATOMS if col == "tag_key" else (atom,)
+        for a in atoms:
+            if a in tags and tags[a]:
+                raw[col] = _text(tags[a][0])
+                break
+    if "\xa9day" in tags:
+        raw["date"] = _text(tags["\xa9day"][0])
+    for key, atom in (("track", "trkn"), ("disc", "disk")):
+        if atom in tags and tags[atom]:
+            n, total = tags[atom][0]
+            raw[key] = f"{n}/{total}" if total else str(n)
+    if "tmpo" in tags and tags["tmpo"]:
+        raw["bpm"] = str(tags["tmpo"][0])
+    return raw
+
+
+def _read_generic(tags: Any, text: Mapping[str, tuple[str, ...]], extra: Mapping[str, tuple[str, ...]]) -> dict:
+    raw: dict[str, Any] = {}
+    for col, keys in [*text.items(), *extra.items()]:
+        for k in keys:
+            try:
+                v = tags[k]
+            except (KeyError, ValueError):
+                continue
+            if v:
+                raw[col] = _text(v[0] if isinstance(v, list) else v)
+                break
+    return raw
+
+
+def write_tags(path: str | os.PathLike | bytes, values: Mapping[str, Any], *, id3_version: int = 3) -> None:
+    """Write tag ``values`` (columns of :func:`read_tags` names, plus ``bpm``/``key``) into ``path``.
+
+    ``bpm`` goes to ID3 TBPM / Vorbis BPM / MP4 tmpo / WM/BeatsPerMinute; ``key``
+    to TKEY / INITIALKEY / the iTunes ``initialkey`` atom / WM/InitialKey. A value
+    of ``None`` removes the field. Only tag data is rewritten, never audio data.
+    ID3 is saved as v2.3 by default, the version every DJ application reads.
+    """
+    f = open_audio(path)
+    kind = type(f).__name__
+    if f.tags is None:
+        f.add_tags()
+    tags = f.tags
+    vals = {("tag_key" if k == "key" else "bpm" if k == "tag_bpm" else k): v for k, v in values.items()}
+    if isinstance(tags, ID3):
+        _write_id3(tags, vals)
+        f.save(v2_version=id3_version)
+        return
+    for col, v in vals.items():
+        if kind in ("MP4", "EasyMP4"):
+            _write_mp4(tags, col, v)
+        elif kind == "ASF":
+            _set(tags, _asf_key(col), None if v is None else str(_fmt(col, v)))
+        else:
+            keys = _TEXT_FIELDS[col][1] if col in _TEXT_FIELDS else {
+                "year": ("date",), "track": ("tracknumber",), "track_total": ("tracktotal",),
+                "disc": ("discnumber",), "bpm": ("bpm",)}[col]
+            _set(tags, keys[0].upper(), None if v is None else [str(_fmt(col, v))])
+    f.save()
+
+
+def _write_id3(tags: ID3, vals: Mapping[str, Any]) -> None:
+    from mutagen import id3
+
+    frames = {c: v[0] for c, v in _TEXT_FIELDS.items()}
+    frames.update({"year": "TDRC", "track": "TRCK", "disc": "TPOS", "bpm": "TBPM"})
+    for col, v in vals.items():
+        fid = frames[col]
+        tags.delall(fid)
+        if v is None:
+            continue
+        if fid == "COMM":
+            tags.add(id3.COMM(encoding=3, lang="eng", desc="", text=[str(v)]))
+        elif fid == "TPUB" or fid.startswith("T"):
+            tags.add(getattr(id3, fid)(encoding=3, text=[str(_fmt(col, v))]))
+
+
+def _write_mp4(tags: Any, col: str, v: Any) -> None:
+    from mutagen.mp4 import MP4FreeForm
+
+    if col == "bpm":
+        _set(tags, "tmpo", None if v is None else [int(round(float(v)))])
+    elif col in ("track", "disc"):
+        _set(tags, "trkn" if col == "track" else "disk", None if v is None else [(int(v), 0)])
+    elif col == "year":
+        _set(tags, "\xa9day", None if v is None else [str(v)])
+    else:
+        atom = _TEXT_FIELDS[col][2]
+        if atom.startswith("----"):
+            _set(tags, atom, None if v is None else [MP4FreeForm(str(v).encode("utf-8"))])
+        else:
+            _set(tags, atom, None if v is None else [str(v)])
+
+
+def _asf_key(col: str) -> str:
+    return {"year": "WM/Year", "track": "WM/TrackNumber", "disc": "WM/PartOfSet",
+            "bpm": "WM/BeatsPerMinute"}.get(col) or _TEXT_FIELDS[col][3]
+
+
+def _set(tags: Any, key: str, value: Any) -> None:
+    if value is None:
+        if key in tags:
+            del tags[key]
+    else:
+        tags[key] = value
+
+
+def _fmt(col: str, v: Any) -> Any:
+    if col == "bpm":
+        fv = float(v)
+        return int(round(fv)) if fv == round(fv) else round(fv, 2)
+    return v
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+def _clean(v: Any) -> str | None:
+    if v is None:
+        return None
+    s = str(v).replace("\x00", " ").strip()
+    return s or None
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        x = float(str(v).strip().replace(",", "."))
+    except ValueError:
+        return None
+    return x if x == x and x not in (float("inf"), float("-inf")) else None
+
+
+def _int(v: Any) -> int | None:
+    x = _num(v)
+    return int(x) if x is not None else None
+
+
+def _kbps(v: Any) -> float | None:
+    x = _num(v)
+    return round(x / 1000.0, 1) if x else None
+
+
+def _pair(v: Any) -> tuple[int | None, int | None]:
+    if v is None:
+        return None, None
+    m = re.match(r"\s*(\d+)\s*(?:/\s*(\d+))?", str(v))
+    if not m:
+        return None, None
+    return int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
+
+
+def _year(v: Any) -> int | None:
+    if v is None:
+        return None
+    m = re.search(r"(\d{4})", str(v))
+    return int(m.group(1)) if m else None
+
+
+def _short(exc: BaseException) -> str:
+    s = str(exc).strip() or type(exc).__name__
+    return s if len(s) <= 160 else s[:157] + "..."
