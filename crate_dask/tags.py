@@ -102,6 +102,7 @@ def read_tags(path: str | os.PathLike | bytes) -> dict[str, Any]:
         out["codec"] = "alac" if c.startswith("alac") else "aac" if c.startswith("mp4a") else (c or "aac")
     if not out["duration_s"] and kind in ("MP3",):
         raise UnreadableFileError("no MPEG audio frames found")
+    _check_complete(f, kind, path)
     tags = f.tags
     raw: dict[str, Any] = {}
     if tags is not None:
@@ -127,6 +128,24 @@ def read_tags(path: str | os.PathLike | bytes) -> dict[str, Any]:
     out["year"] = _year(raw.get("date"))
     out["tag_bpm"] = _num(raw.get("bpm"))
     return out
+
+
+def _check_complete(f: mutagen.FileType, kind: str, path) -> None:
+    """Detect truncation from the header alone: the file is much smaller than the audio it declares."""
+    length, bitrate = getattr(f.info, "length", 0) or 0, getattr(f.info, "bitrate", 0) or 0
+    if not length or not bitrate:
+        return
+    size = os.path.getsize(path)
+    if kind == "FLAC":
+        # mutagen derives FLAC's bitrate from the file size; under 1 kbit/s even digital silence is impossible
+        if bitrate < 1000:
+            raise UnreadableFileError(f"truncated file: {size} bytes cannot hold the {length:.1f} s it declares")
+        return
+    if kind in ("WAVE", "AIFF") or (kind == "MP3" and getattr(f.info, "bitrate_mode", 0)):
+        expected = bitrate / 8.0 * length
+        if size < 0.9 * expected:
+            raise UnreadableFileError(f"truncated file: it holds {100 * size / expected:.0f}% of the audio data "
+                                      f"its header declares ({length:.1f} s)")
 
 
 def _read_id3(tags: ID3) -> dict[str, Any]:

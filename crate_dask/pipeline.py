@@ -1,0 +1,230 @@
+"""The Dask graph: scan -> plan -> bag of files -> per-partition stages -> one Parquet file each.
+
+``prepare`` does the cheap client-side work (scan, plan, which partitions are
+done, which earlier rows can be reused); ``to_bag`` turns the partitions to
+compute into a ``dask.bag.Bag`` whose partition *i* holds the files of
+planned partition *i*, mapped through :func:`crate_dask.partition.run_partition`;
+``execute`` runs it on whatever scheduler the caller chose and reports each
+partition as it finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pyarrow.parquet as pq
+
+from . import __version__
+from .config import Settings
+from .errors import FatalError
+from .partition import PartitionSpec, Reuse, run_partition
+from .plan import Partition, boundaries, plan_partitions
+from .scan import ScanResult, display_path, scan_library
+from .store import (PartInfo, list_parts, load_state, move_to_stale, read_part_info, read_parts_info,
+                    save_state)
+
+
+@dataclass
+class RunPlan:
+    """What a run will do, decided before any work is submitted."""
+
+    root: str
+    out: str
+    settings: Settings
+    scan: ScanResult
+    plan: list[Partition]
+    todo: list[tuple[Partition, PartitionSpec]] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    kept_other_settings: list[str] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    settings_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def files_todo(self) -> int:
+        return sum(len(p.files) for p, _ in self.todo)
+
+    @property
+    def files_total(self) -> int:
+        return len(self.scan.files)
+
+
+def compatible(info: PartInfo, settings: Settings) -> bool:
+    """Whether rows written with ``info``'s settings are valid for a run with ``settings``.
+
+    Equal fingerprints, or a metadata-only run over full results (a superset).
+    """
+    a = settings.analysis
+    return info.fingerprint == a.fingerprint() or (
+        a.metadata_only and not info.metadata_only
+        and info.settings.get("schema_version") == a.provenance()["schema_version"])
+
+
+def prepare(root: str | Path, out: str | Path, settings: Settings) -> RunPlan:
+    """Scan the library and decide, partition by partition, what this run computes."""
+    scan = scan_library(root)
+    out_s = str(Path(out).absolute())
+    state = load_state(out_s)
+    force = settings.run.force
+    if state.get("root") and state["root"] != scan.root and not force:
+        raise FatalError(f"{out_s} holds results for another library ({state['root']}); "
+                         "use another --out, or --force to replace them")
+    previous = None
+    if not force and state.get("root") == scan.root and state.get("partition_size") == settings.run.partition_size:
+        previous = [tuple(b) for b in state.get("boundaries", [])]
+    plan = plan_partitions(scan.files, partition_size=settings.run.partition_size, previous=previous)
+    infos = read_parts_info(out_s)
+    rp = RunPlan(root=scan.root, out=out_s, settings=settings, scan=scan, plan=plan)
+    meta = {"fingerprint": settings.analysis.fingerprint(), "settings": settings.analysis.provenance(),
+            "version": __version__, "root": display_path(scan.root)}
+    todo: list[Partition] = []
+    for p in plan:
+        info = infos.get(p.name)
+        if force or info is None or info.digest != p.digest():
+            todo.append(p)
+        elif compatible(info, settings):
+            rp.done.append(p.name)
+        elif info.metadata_only and not settings.analysis.metadata_only:
+            todo.append(p)   # audio analysis was asked for and these partitions lack it
+        else:
+            rp.kept_other_settings.append(p.name)
+            _diff(info.settings, meta["settings"], rp.settings_changes)
+    planned = {p.name for p in plan}
+    rp.remove = sorted(n for n in infos if n not in planned)
+    reuse = {} if force or not todo else _reuse_sources(out_s, todo, infos, settings)
+    for p in todo:
+        spec = PartitionSpec(name=p.name, root=scan.root, out=out_s, digest=p.digest(), meta=meta,
+                             reuse=tuple(reuse.get(p.name, ())))
+        rp.todo.append((p, spec))
+    return rp
+
+
+def _diff(old: dict, new: dict, into: dict) -> None:
+    for k in sorted(set(old) | set(new)):
+        if old.get(k) != new.get(k):
+            into[k] = (old.get(k), new.get(k))
+
+
+def _reuse_sources(out: str, todo: Sequence[Partition], infos: dict[str, PartInfo],
+                   settings: Settings) -> dict[str, list[Reuse]]:
+    """For each partition to compute, the earlier rows (by file) that can be reused.
+
+    Reads only three small columns of the earlier partition files; the rows
+    themselves are read by the workers.
+    """
+    sources = [i for i in infos.values()]
+    sources += [i for i in (read_part_info(p) for p in list_parts(out, stale=True)) if i is not None]
+    sources = [i for i in sources if compatible(i, settings)]
+    if not sources:
+        return {}
+    by_rel: dict[str, tuple[str, int, int]] = {}
+    by_sig: dict[tuple[int, int], tuple[str, str]] = {}
+    for info in sources:
+        try:
+            t = pq.read_table(info.path, columns=["relpath", "size", "mtime_ns"])
+        except (OSError, ValueError):
+            continue
+        for rel, size, mt in zip(*(t.column(c).to_pylist() for c in ("relpath", "size", "mtime_ns"))):
+            by_rel.setdefault(rel, (info.path, size, mt))
+            if size is not None and mt is not None:
+                by_sig.setdefault((size, mt), (info.path, rel))
+    retagged = _tag_writes(out)
+    result: dict[str, list[Reuse]] = {}
+    for p in todo:
+        per_file: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+        for f in p.files:
+            rel = display_path(f.relpath)
+            hit = by_rel.get(rel)
+            if hit is not None and (hit[1], hit[2]) == (f.size, f.mtime_ns):
+                per_file[hit[0]][rel] = (f.relpath, "same")
+            elif hit is not None and retagged.get(rel) == (f.size, f.mtime_ns):
+                per_file[hit[0]][rel] = (f.relpath, "retagged")
+            elif (f.size, f.mtime_ns) in by_sig:
+                src, old_rel = by_sig[(f.size, f.mtime_ns)]
+                per_file[src][old_rel] = (f.relpath, "moved")
+        result[p.name] = [Reuse(path=src, rows=rows) for src, rows in sorted(per_file.items())]
+    return result
+
+
+def _tag_writes(out: str) -> dict[str, tuple[int, int]]:
+    try:
+        from .tagging import tag_writes
+    except ImportError:
+        return {}
+    return tag_writes(out)
+
+
+def to_bag(rp: RunPlan):
+    """The partitions to compute as a Dask bag of files, mapped to partition summaries.
+
+    Partition *i* of the bag holds the files of the *i*-th partition to compute;
+    a second, aligned bag carries each partition's spec.
+    """
+    from dask.bag import Bag
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    token = tokenize(rp.out, [s.digest for _, s in rp.todo], rp.settings.analysis.fingerprint())
+    files_name, specs_name = f"files-{token}", f"partition-specs-{token}"
+    files = Bag(HighLevelGraph.from_collections(
+        files_name, {(files_name, i): list(p.files) for i, (p, _) in enumerate(rp.todo)}),
+        files_name, len(rp.todo))
+    specs = Bag(HighLevelGraph.from_collections(
+        specs_name, {(specs_name, i): [s] for i, (_, s) in enumerate(rp.todo)}), specs_name, len(rp.todo))
+    return files.map_partitions(run_partition, specs, settings=rp.settings.analysis, token="analyze-partition")
+
+
+def commit_plan(rp: RunPlan) -> None:
+    """Record the plan before any work starts, and move superseded partition files aside.
+
+    After this, a crash at any moment resumes with the same partitions.
+    """
+    save_state(rp.out, {"root": rp.root, "partition_size": rp.settings.run.partition_size,
+                        "boundaries": boundaries(rp.plan), "files": rp.files_total, "version": __version__})
+    move_to_stale(rp.out, rp.remove)
+
+
+def execute(rp: RunPlan, client, *, on_partition: Callable[[dict], None],
+            on_failure: Callable[[str, BaseException], None]) -> None:
+    """Compute the partitions of ``rp.todo``, calling back as each one finishes.
+
+    ``client`` is a ``distributed.Client``, or ``None`` for the in-process
+    synchronous scheduler. Work already finished is on disk whatever happens next.
+    """
+    if not rp.todo:
+        return
+    parts = to_bag(rp).to_delayed()
+    names = [s.name for _, s in rp.todo]
+    if client is None:
+        for name, d in zip(names, parts):
+            try:
+                (summary,) = d.compute(scheduler="sync")
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:
+                on_failure(name, exc)
+                continue
+            on_partition(summary)
+        return
+    from distributed import as_completed
+
+    futures = client.compute(parts)
+    name_of = {f.key: n for f, n in zip(futures, names)}
+    try:
+        for fut in as_completed(futures):
+            try:
+                (summary,) = fut.result()
+            except Exception as exc:
+                on_failure(name_of.get(fut.key, "?"), exc)
+                continue
+            on_partition(summary)
+    finally:
+        client.cancel(futures)
+
+
+def with_force(settings: Settings) -> Settings:
+    """``settings`` with ``force`` set."""
+    return dataclasses.replace(settings, run=dataclasses.replace(settings.run, force=True))

@@ -1,0 +1,192 @@
+"""The results folder: atomic partition files, their provenance, and the bookkeeping.
+
+Layout of ``OUT``::
+
+    part-00000.parquet ...     one file per partition, complete or absent
+    _crate.json                the library root and the plan (partition boundaries)
+    _runs.jsonl                one line per run: settings, version, summary
+    _stale/                    superseded partition files, kept until a run completes (reuse source)
+    .part-00042.parquet.tmp-*  a partition being written (ignored by readers, removed on the next run)
+
+Bookkeeping names start with ``_`` or ``.`` so ``pandas.read_parquet(OUT)``
+(pyarrow's dataset discovery) ignores them. Each partition file carries its
+provenance in the Parquet footer (key ``crate_dask``): the input digest, the
+settings fingerprint and settings, the crate_dask version, row and error
+counts. Since the footer is written with the data in one atomic rename, a
+partition file that exists is complete and describes itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import FatalError
+
+META_KEY = b"crate_dask"
+STATE_FILE = "_crate.json"
+RUNS_FILE = "_runs.jsonl"
+STALE_DIR = "_stale"
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """What a partition file says about itself (its footer)."""
+
+    name: str
+    path: str
+    digest: str
+    fingerprint: str
+    settings: dict
+    version: str
+    rows: int
+    errors: int
+
+    @property
+    def metadata_only(self) -> bool:
+        return bool(self.settings.get("metadata_only"))
+
+
+def part_path(out: str | os.PathLike, name: str) -> Path:
+    """The file of partition ``name``."""
+    return Path(out) / f"{name}.parquet"
+
+
+def prepare_out(out: str | os.PathLike) -> Path:
+    """Create ``out`` if needed, check it is writable, and remove temp files of interrupted writes."""
+    p = Path(out).expanduser().absolute()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FatalError(f"output folder {p} is not writable: {exc.strerror or exc}") from None
+    for tmp in p.glob(".part-*.tmp-*"):
+        tmp.unlink(missing_ok=True)
+    return p
+
+
+def write_partition(table: pa.Table, out: str | os.PathLike, name: str, meta: dict[str, Any]) -> Path:
+    """Write ``table`` as partition ``name``: temp file, fsync, then atomic rename.
+
+    A reader (or a crash) never sees a half-written partition file.
+    """
+    final = part_path(out, name)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    schema = table.schema.with_metadata({**(table.schema.metadata or {}),
+                                         META_KEY: json.dumps(meta, sort_keys=True).encode()})
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table.replace_schema_metadata(schema.metadata), fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(final.parent)
+    return final
+
+
+def read_part_info(path: str | os.PathLike) -> PartInfo | None:
+    """The footer provenance of one partition file, or ``None`` if it is not ours or unreadable."""
+    try:
+        md = pq.read_metadata(path).metadata or {}
+        meta = json.loads(md[META_KEY])
+    except (OSError, KeyError, ValueError, pa.ArrowException):
+        return None
+    return PartInfo(name=Path(path).name[:-len(".parquet")], path=str(path), digest=meta.get("digest", ""),
+                    fingerprint=meta.get("fingerprint", ""), settings=meta.get("settings", {}),
+                    version=meta.get("version", ""), rows=int(meta.get("rows", 0)),
+                    errors=int(meta.get("errors", 0)))
+
+
+def list_parts(out: str | os.PathLike, *, stale: bool = False) -> list[Path]:
+    """Partition files in ``out`` (or in its ``_stale`` folder), in name order."""
+    folder = Path(out) / STALE_DIR if stale else Path(out)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("part-*.parquet"))
+
+
+def read_parts_info(out: str | os.PathLike) -> dict[str, PartInfo]:
+    """Footer provenance of every partition file in ``out``, by partition name."""
+    infos = (read_part_info(p) for p in list_parts(out))
+    return {i.name: i for i in infos if i is not None}
+
+
+def move_to_stale(out: str | os.PathLike, names: Iterable[str]) -> None:
+    """Move superseded partition files out of the dataset, into ``_stale/`` (still a reuse source)."""
+    stale = Path(out) / STALE_DIR
+    for name in names:
+        src = part_path(out, name)
+        if src.exists():
+            stale.mkdir(exist_ok=True)
+            os.replace(src, stale / f"{name}-{uuid.uuid4().hex[:8]}.parquet")
+
+
+def clear_stale(out: str | os.PathLike) -> None:
+    """Drop the superseded partition files once a run has completed."""
+    shutil.rmtree(Path(out) / STALE_DIR, ignore_errors=True)
+
+
+def load_state(out: str | os.PathLike) -> dict[str, Any]:
+    """The bookkeeping of ``out`` (library root, plan boundaries), or ``{}``."""
+    try:
+        return json.loads((Path(out) / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(out: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Atomically replace the bookkeeping of ``out``."""
+    write_json_atomic(Path(out) / STATE_FILE, state)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temp file and a rename (file names may hold surrogates)."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=True, indent=1)   # ascii: lone surrogates survive as \udcxx
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def append_run_log(out: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one run's record to ``_runs.jsonl``."""
+    with open(Path(out) / RUNS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}) + "\n")
+
+
+def read_results(out: str | os.PathLike, columns: list[str] | None = None):
+    """The results dataset as a pandas DataFrame (one row per audio file)."""
+    import pandas as pd
+
+    if not list_parts(out):
+        raise FatalError(f"no results in {out}: run `crate-dask analyze LIBRARY --out {out}` first")
+    return pd.read_parquet(out, columns=columns)
+
+
+def _fsync_dir(path: Path) -> None:
+    # makes the rename itself durable across a power cut (POSIX); not possible everywhere
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
