@@ -94,11 +94,8 @@ def prepare(root: str | Path, out: str | Path, settings: Settings) -> RunPlan:
             _diff(info.settings, meta["settings"], rp.settings_changes)
     planned = {p.name for p in plan}
     rp.remove = sorted(n for n in infos if n not in planned)
-    reuse = {} if force or not todo else _reuse_sources(out_s, todo, infos, settings)
-    for p in todo:
-        spec = PartitionSpec(name=p.name, root=scan.root, out=out_s, digest=p.digest(), meta=meta,
-                             reuse=tuple(reuse.get(p.name, ())))
-        rp.todo.append((p, spec))
+    rp.todo = [(p, PartitionSpec(name=p.name, root=scan.root, out=out_s, digest=p.digest(), meta=meta))
+               for p in todo]
     return rp
 
 
@@ -108,16 +105,15 @@ def _diff(old: dict, new: dict, into: dict) -> None:
             into[k] = (old.get(k), new.get(k))
 
 
-def _reuse_sources(out: str, todo: Sequence[Partition], infos: dict[str, PartInfo],
-                   settings: Settings) -> dict[str, list[Reuse]]:
+def _reuse_sources(out: str, todo: Sequence[Partition], settings: Settings) -> dict[str, list[Reuse]]:
     """For each partition to compute, the earlier rows (by file) that can be reused.
 
-    Reads only three small columns of the earlier partition files; the rows
-    themselves are read by the workers.
+    Sources are the partition files in ``out`` and in its ``_stale`` folder.
+    Reads only three small columns of them; the rows themselves are read by
+    the workers.
     """
-    sources = [i for i in infos.values()]
-    sources += [i for i in (read_part_info(p) for p in list_parts(out, stale=True)) if i is not None]
-    sources = [i for i in sources if compatible(i, settings)]
+    paths = list_parts(out) + list_parts(out, stale=True)
+    sources = [i for i in (read_part_info(p) for p in paths) if i is not None and compatible(i, settings)]
     if not sources:
         return {}
     by_rel: dict[str, tuple[str, int, int]] = {}
@@ -185,6 +181,9 @@ def commit_plan(rp: RunPlan) -> None:
     save_state(rp.out, {"root": rp.root, "partition_size": rp.settings.run.partition_size,
                         "boundaries": boundaries(rp.plan), "files": rp.files_total, "version": __version__})
     move_to_stale(rp.out, rp.remove)
+    if rp.todo and not rp.settings.run.force:
+        reuse = _reuse_sources(rp.out, [p for p, _ in rp.todo], rp.settings)
+        rp.todo = [(p, dataclasses.replace(s, reuse=tuple(reuse.get(p.name, ())))) for p, s in rp.todo]
 
 
 def execute(rp: RunPlan, client, *, on_partition: Callable[[dict], None],

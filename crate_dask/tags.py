@@ -97,6 +97,8 @@ def read_tags(path: str | os.PathLike | bytes) -> dict[str, Any]:
         "channels": _int(getattr(info, "channels", None)),
         "bits_per_sample": _int(getattr(info, "bits_per_sample", None)),
     }
+    if kind == "OggOpus":
+        out["sample_rate"] = out["sample_rate"] or 48000   # Opus always decodes at 48 kHz
     if kind in ("MP4", "EasyMP4"):
         c = (getattr(info, "codec", "") or "").lower()
         out["codec"] = "alac" if c.startswith("alac") else "aac" if c.startswith("mp4a") else (c or "aac")
@@ -137,8 +139,12 @@ def _check_complete(f: mutagen.FileType, kind: str, path) -> None:
         return
     size = os.path.getsize(path)
     if kind == "FLAC":
-        # mutagen derives FLAC's bitrate from the file size; under 1 kbit/s even digital silence is impossible
-        if bitrate < 1000:
+        # STREAMINFO's smallest frame size times the number of frames is a hard lower bound on the size
+        info = f.info
+        block = getattr(info, "max_blocksize", 0) or 4096
+        frames = -(-int(getattr(info, "total_samples", 0) or 0) // block)
+        floor = (getattr(info, "min_framesize", 0) or 0) * max(frames - 1, 0)
+        if size < floor or bitrate < 500:
             raise UnreadableFileError(f"truncated file: {size} bytes cannot hold the {length:.1f} s it declares")
         return
     if kind in ("WAVE", "AIFF") or (kind == "MP3" and getattr(f.info, "bitrate_mode", 0)):
