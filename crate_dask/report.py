@@ -20,7 +20,7 @@ from rich.text import Text
 DEFAULT_RATES = {"metadata": 1500.0, "audio": 3.0}
 WARN_FILES, STRONG_WARN_FILES = 10_000, 25_000
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)   # no hard wraps in logs
 
 
 class _RateColumn(ProgressColumn):
