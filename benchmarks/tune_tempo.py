@@ -1,0 +1,93 @@
+"""Score ``crate_dask.tempo.estimate_tempo`` on an annotated dataset directory.
+
+Use it when changing the tempo estimator. The directory must hold an
+``annotations.csv`` with columns ``file,bpm,source`` (``file`` relative to the
+directory; rows with an empty ``bpm`` are skipped). Each file is decoded with
+librosa (mono, the middle ``--excerpt-s`` seconds, like the pipeline) and the
+script prints Accuracy1 (within 4%), Accuracy2 (also x2, x3, x1/2, x1/3) and DJ
+precision (within 0.5 BPM) overall and per source, plus the CPU time of the
+estimator alone.
+
+    python benchmarks/tune_tempo.py DATASET_DIR [--low 78 --high 180] [--sr 22050] [-v]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import librosa
+
+from crate_dask.tempo import estimate_tempo
+
+
+def accuracy1(est: float, ref: float) -> bool:
+    """Within 4% of the reference."""
+    return not math.isnan(est) and abs(est - ref) <= 0.04 * ref
+
+
+def accuracy2(est: float, ref: float) -> bool:
+    """Within 4% of the reference or of its double, triple, half or third."""
+    return any(accuracy1(est, ref * f) for f in (1.0, 2.0, 3.0, 0.5, 1.0 / 3.0))
+
+
+def dj_precise(est: float, ref: float) -> bool:
+    """Within 0.5 BPM: good enough to beat-match without nudging."""
+    return not math.isnan(est) and abs(est - ref) <= 0.5
+
+
+def load_excerpt(path: Path, sr: int, excerpt_s: float):
+    """Decode the middle ``excerpt_s`` seconds of ``path`` as mono float32."""
+    duration = librosa.get_duration(path=str(path))
+    offset = max(0.0, duration / 2 - excerpt_s / 2)
+    y, _ = librosa.load(str(path), sr=sr, mono=True, offset=offset, duration=excerpt_s)
+    return y
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", type=Path, help="directory with annotations.csv")
+    parser.add_argument("--low", type=float, default=78.0)
+    parser.add_argument("--high", type=float, default=180.0)
+    parser.add_argument("--sr", type=int, default=22050)
+    parser.add_argument("--excerpt-s", type=float, default=120.0)
+    parser.add_argument("-v", "--verbose", action="store_true", help="print one line per track")
+    args = parser.parse_args()
+
+    with open(args.dataset / "annotations.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("bpm")]
+    per_source: dict[str, list[tuple[bool, bool, bool]]] = defaultdict(list)
+    cpu_s = 0.0
+    long_cpu: list[float] = []   # CPU of full 120 s excerpts: the pipeline's budget is per excerpt
+    for row in rows:
+        ref = float(row["bpm"])
+        y = load_excerpt(args.dataset / row["file"], args.sr, args.excerpt_s)
+        t0 = time.process_time()
+        tempo = estimate_tempo(y, sr=args.sr, bpm_range=(args.low, args.high))
+        cpu_s += time.process_time() - t0
+        if y.size >= 0.99 * args.excerpt_s * args.sr:
+            long_cpu.append(time.process_time() - t0)
+        hits = (accuracy1(tempo.bpm, ref), accuracy2(tempo.bpm, ref), dj_precise(tempo.bpm, ref))
+        per_source[row.get("source") or "all"].append(hits)
+        if args.verbose:
+            flag = "ok " if hits[2] else ("a1 " if hits[0] else ("a2 " if hits[1] else "BAD"))
+            print(f"{flag} {row['file']:28s} {row.get('source', ''):10s} ref {ref:7.2f} est {tempo.bpm:7.2f} "
+                  f"alt {tempo.bpm_alt:7.2f} conf {tempo.confidence:.2f} {tempo.note or ''}")
+
+    print(f"range {args.low:g}-{args.high:g} BPM, sr {args.sr}, excerpt {args.excerpt_s:g} s")
+    print(f"{'source':10s} {'n':>4s} {'Acc1':>6s} {'Acc2':>6s} {'DJ0.5':>6s}")
+    everything = [h for hits in per_source.values() for h in hits]
+    for name, hits in sorted(per_source.items()) + [("ALL", everything)]:
+        n = len(hits)
+        a1, a2, dj = (sum(h[i] for h in hits) / n for i in range(3))
+        print(f"{name:10s} {n:4d} {a1:6.3f} {a2:6.3f} {dj:6.3f}")
+    per_long = f", {1000 * sum(long_cpu) / len(long_cpu):.1f} ms per full excerpt (n={len(long_cpu)})" if long_cpu else ""
+    print(f"estimator CPU: {cpu_s:.2f} s for {len(rows)} tracks{per_long}")
+
+
+if __name__ == "__main__":
+    main()
