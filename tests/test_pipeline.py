@@ -178,7 +178,6 @@ def test_non_utf8_names_round_trip_through_parquet(tmp_path, client):
 def test_metadata_mode_does_not_import_the_audio_stack_in_workers(tmp_path, client):
     import sys
 
-    client.restart()
     make_library(tmp_path / "lib", 4)
     run_analysis(tmp_path / "lib", tmp_path / "out", settings(), client=client)
     loaded = client.run(lambda: sorted(m for m in ("librosa", "numba", "scipy.signal", "av") if m in sys.modules))

@@ -1,0 +1,149 @@
+"""Tag writing on real files per format: values read back, audio untouched, undo restores."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import mutagen
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from crate_dask.actions_cli import tag, undo
+from crate_dask.journal import undo_last
+from crate_dask.rename import RenameOptions, apply_renames, moved_paths
+from crate_dask.tagging import TagOptions, apply_tags, plan_tags, tag_writes
+from crate_dask.tags import read_tags
+from test_rename import _cli, build_results
+
+FORMATS = ["mp3", "flac", "ogg", "m4a", "aiff", "wav"]
+DETECTED = {"bpm": 127.6, "bpm_confidence": 0.9, "key": "A minor", "key_confidence": 0.8}
+
+
+def audio_hash(path: Path) -> str:
+    """A hash of the decoded samples (PyAV for M4A, libsndfile otherwise)."""
+    if path.suffix == ".m4a":
+        import av
+
+        with av.open(str(path)) as c:
+            data = np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
+    else:
+        data, _ = sf.read(path, dtype="float32")
+    return hashlib.sha1(np.ascontiguousarray(data).tobytes()).hexdigest()
+
+
+def raw_fields(path: Path) -> tuple:
+    """BPM and key exactly as stored, read with mutagen directly (the ecosystem's fields)."""
+    f = mutagen.File(path)
+    t = f.tags
+    if path.suffix in (".mp3", ".aiff", ".wav"):
+        return str(t["TBPM"].text[0]), str(t["TKEY"].text[0]), t.version[:2]
+    if path.suffix == ".m4a":
+        return t["tmpo"][0], bytes(t["----:com.apple.iTunes:initialkey"][0]).decode(), None
+    return t["BPM"][0], t["INITIALKEY"][0], None
+
+
+@pytest.fixture()
+def lib(tmp_path):
+    root, out = tmp_path / "lib", tmp_path / "out"
+    files = {f"t.{ext}": {"artist": "A", "title": ext, **DETECTED} for ext in FORMATS}
+    files["old.flac"] = {"artist": "B", "title": "old", "tag_bpm": 100, "tag_key": "Em", **DETECTED}
+    files["low.mp3"] = {"artist": "C", "title": "low", **DETECTED, "key_confidence": 0.05}
+    build_results(root, out, files)
+    return root, out
+
+
+def test_round_trip_per_format_and_undo(lib):
+    root, out = lib
+    audio = {p.name: audio_hash(p) for p in root.iterdir()}
+    s = apply_tags(out, TagOptions(key_notation="camelot", bpm_decimals=1))
+    assert s.counts == {"written": len(FORMATS) + 2}
+    for ext in FORMATS:
+        p = root / f"t.{ext}"
+        bpm, key, id3v = raw_fields(p)
+        integer = ext in ("mp3", "aiff", "wav", "m4a")   # ID3 TBPM and MP4 tmpo hold integers
+        assert (str(bpm), key) == (("128" if integer else "127.6"), "8A")
+        assert id3v in (None, (2, 3))
+        t = read_tags(p)
+        assert (t["tag_bpm"], t["tag_key"], t["artist"]) == ((128.0 if integer else 127.6), "8A", "A")
+    low = read_tags(root / "low.mp3")
+    assert (low["tag_bpm"], low["tag_key"]) == (128.0, None)   # key confidence too low: not written
+    assert {p.name: audio_hash(p) for p in root.iterdir()} == audio
+    writes = tag_writes(out)
+    assert set(writes) == {p.name for p in root.iterdir()}
+    assert all(writes[n] == (os.stat(root / n).st_size, os.stat(root / n).st_mtime_ns) for n in writes)
+    op, counts = undo_last(out)
+    assert op.kind == "tag" and counts == {"restored": len(FORMATS) + 2}
+    old = read_tags(root / "old.flac")
+    assert (old["tag_bpm"], old["tag_key"]) == (100.0, "Em")
+    assert all(read_tags(root / f"t.{ext}")["tag_bpm"] is None for ext in FORMATS)
+    assert {p.name: audio_hash(p) for p in root.iterdir()} == audio
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+def test_plan_statuses_and_min_confidence(lib):
+    root, out = lib
+    s = plan_tags(out, TagOptions(fields=("key",), key_notation="id3"))
+    plan = pd.read_parquet(s.op.plan_dir).set_index("relpath")
+    assert plan.loc["low.mp3", "status"] == "low-confidence"
+    assert plan.loc["old.flac", ["old_key", "new_key"]].tolist() == ["Em", "Am"]
+    assert s.counts == {"write": len(FORMATS) + 1, "low-confidence": 1}
+    s = plan_tags(out, TagOptions(fields=("key",), min_confidence=0.0))
+    assert s.counts == {"write": len(FORMATS) + 2}
+    apply_tags(out, TagOptions(fields=("key",)))
+    again = plan_tags(out, TagOptions(fields=("key",)))   # files already hold the values
+    assert again.counts == {"unchanged": len(FORMATS) + 1, "low-confidence": 1}
+
+
+def test_tag_after_rename_acts_on_current_paths(lib):
+    root, out = lib
+    apply_renames(out, RenameOptions(template="{artist} - {title}"))
+    s = apply_tags(out, TagOptions())
+    assert s.counts == {"written": len(FORMATS) + 2}
+    assert read_tags(root / "A - flac.flac")["tag_key"] == "Am"
+    assert "A - flac.flac" in tag_writes(out) and moved_paths(out)["t.flac"] == "A - flac.flac"
+    undo_last(out)   # tags first (last-first), then names
+    undo_last(out)
+    assert moved_paths(out)["A - flac.flac"] == "t.flac"
+    assert read_tags(root / "t.flac")["tag_key"] is None
+    assert tag_writes(out)["t.flac"] == (os.stat(root / "t.flac").st_size, os.stat(root / "t.flac").st_mtime_ns)
+
+
+def test_cli_preview_apply_undo(lib):
+    root, out = lib
+    before = {p.name: p.read_bytes() for p in root.iterdir()}
+    r = CliRunner().invoke(tag, [str(out), "--fields", "bpm,key", "--key-notation", "open", "--sequential"])
+    assert r.exit_code == 0 and "dry run" in r.output and "write 8" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in root.iterdir()} == before
+    r = CliRunner().invoke(tag, [str(out), "--fields", "bpm,colour", "--sequential"])
+    assert r.exit_code == 2 and "fields" in r.output
+    r = CliRunner().invoke(tag, [str(out), "--key-notation", "open", "--sequential", "--apply"])
+    assert r.exit_code == 0 and "written 8" in r.output, r.output
+    assert read_tags(root / "t.ogg")["tag_key"] == "1m"
+    r = CliRunner().invoke(undo, [str(out), "--all"])
+    assert r.exit_code == 0 and read_tags(root / "t.ogg")["tag_key"] is None
+
+
+def test_sigkill_mid_tag_apply_then_rerun_then_undo(tmp_path):
+    root, out = tmp_path / "lib", tmp_path / "out"
+    build_results(root, out, {f"k{i:02d}.{FORMATS[i % 6]}": {"artist": "A", "title": str(i), **DETECTED}
+                              for i in range(18)}, parts=2)
+    audio = {p.name: audio_hash(p) for p in root.iterdir()}
+    p = _cli("tag", str(out), "--apply", "--sequential", env={"CRATE_DASK_TEST_SLOW_APPLY": "0.05"})
+    while not any(f.read_text().count('"done"') >= 4 for f in out.glob("_journal/tag-*/log/*.jsonl")):
+        assert p.poll() is None
+        time.sleep(0.02)
+    p.kill()
+    p.wait()
+    written = [n for n in audio if read_tags(root / n)["tag_key"] == "Am"]
+    assert 0 < len(written) < 18 and {p.name: audio_hash(p) for p in root.iterdir()} == audio
+    assert _cli("tag", str(out), "--apply", "--sequential").wait() == 0
+    assert all(read_tags(root / n)["tag_key"] == "Am" for n in audio)
+    assert _cli("undo", str(out)).wait() == 0
+    assert all(read_tags(root / n)["tag_key"] is None for n in audio)
+    assert {p.name: audio_hash(p) for p in root.iterdir()} == audio   # no temp copies left, audio intact
