@@ -127,7 +127,7 @@ def _reuse_sources(out: str, todo: Sequence[Partition], settings: Settings) -> d
             by_rel.setdefault(rel, (info.path, size, mt))
             if size is not None and mt is not None:
                 by_sig.setdefault((size, mt), (info.path, rel))
-    retagged = _tag_writes(out)
+    retagged, earlier = _journaled_changes(out)
     result: dict[str, list[Reuse]] = {}
     for p in todo:
         per_file: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
@@ -136,8 +136,12 @@ def _reuse_sources(out: str, todo: Sequence[Partition], settings: Settings) -> d
             hit = by_rel.get(rel)
             if hit is not None and (hit[1], hit[2]) == (f.size, f.mtime_ns):
                 per_file[hit[0]][rel] = (f.relpath, "same")
-            elif hit is not None and retagged.get(rel) == (f.size, f.mtime_ns):
-                per_file[hit[0]][rel] = (f.relpath, "retagged")
+            elif retagged.get(f.relpath) == (f.size, f.mtime_ns):
+                # only our tag write changed this file (possibly after a rename): keep its audio analysis
+                for old_rel in (rel, display_path(earlier.get(f.relpath, f.relpath))):
+                    if old_rel in by_rel:
+                        per_file[by_rel[old_rel][0]][old_rel] = (f.relpath, "retagged")
+                        break
             elif (f.size, f.mtime_ns) in by_sig:
                 src, old_rel = by_sig[(f.size, f.mtime_ns)]
                 per_file[src][old_rel] = (f.relpath, "moved")
@@ -145,12 +149,15 @@ def _reuse_sources(out: str, todo: Sequence[Partition], settings: Settings) -> d
     return result
 
 
-def _tag_writes(out: str) -> dict[str, tuple[int, int]]:
-    try:
-        from .tagging import tag_writes
-    except ImportError:
-        return {}
-    return tag_writes(out)
+def _journaled_changes(out: str) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
+    """Files whose tags crate_dask wrote (relpath -> size, mtime after) and current -> earlier relpaths."""
+    from .rename import moved_paths
+    from .tagging import tag_writes
+
+    writes = tag_writes(out)
+    if not writes:
+        return {}, {}
+    return writes, {new: old for old, new in moved_paths(out).items()}
 
 
 def to_bag(rp: RunPlan):
