@@ -82,4 +82,6 @@ def empty_row() -> dict[str, Any]:
 def to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
     """Build a table with exactly :data:`SCHEMA` from row dicts (missing keys become null)."""
     rows = list(rows)
-    return pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in COLUMNS}, schema=SCHEMA)
+    cols = {c: [r.get(c) for r in rows] for c in COLUMNS}
+    cols["mtime"] = cols["mtime_ns"]   # one source of truth; pyarrow reads int64 ns as a timestamp
+    return pa.Table.from_pydict(cols, schema=SCHEMA)

@@ -32,28 +32,31 @@ def content_id(path: str, size: int) -> str:
     Survives renames and moves (unlike the path) and changes when tags or audio
     are rewritten. Reads at most 16 KiB, mostly the tag area mutagen reads anyway.
     """
+    return _ident(path, size)[0]
+
+
+def _ident(path: str, size: int) -> tuple[str, bytes]:
+    """(content id, first bytes) of ``path``."""
     h = hashlib.blake2b(str(size).encode(), digest_size=16)
     with open(path, "rb") as fh:
-        h.update(fh.read(_ID_CHUNK))
+        head = fh.read(_ID_CHUNK)
+        h.update(head)
         if size > 2 * _ID_CHUNK:
             fh.seek(-_ID_CHUNK, os.SEEK_END)
             h.update(fh.read(_ID_CHUNK))
         elif size > _ID_CHUNK:
             h.update(fh.read())
-    return h.hexdigest()
+    return h.hexdigest(), head
 
 
 def file_facts(root: str, entry: FileEntry) -> dict[str, Any]:
     """The path columns of a row: known without opening the file."""
-    import pandas as pd
-
     path = library_path(root, entry.relpath)
     ext = entry.relpath.rsplit(".", 1)[-1].lower() if "." in entry.relpath.rsplit("/", 1)[-1] else ""
     row = empty_row()
     row.update(path=display_path(path), path_bytes=os.fsencode(path), relpath=display_path(entry.relpath),
                ext=ext, size=entry.size if entry.size >= 0 else None,
-               mtime=pd.Timestamp(entry.mtime_ns, unit="ns", tz="UTC") if entry.mtime_ns else None,
-               mtime_ns=entry.mtime_ns or None)
+               mtime_ns=entry.mtime_ns or None)   # mtime is derived from mtime_ns when the table is built
     return row
 
 
@@ -71,18 +74,19 @@ def check_file(path: str, entry: FileEntry) -> dict[str, Any]:
         # Analyse what is there now, but say so: the next run sees the new size/mtime and redoes it.
         log.info("%s changed since the scan", path)
     try:
-        return {"content_id": content_id(path, st.st_size)}
+        cid, head = _ident(path, st.st_size)
+        return {"content_id": cid, "_head": head}   # the head saves the tags stage a format sniff
     except PermissionError:
         raise FileChangedError("permission denied") from None
     except OSError as exc:
         raise FileChangedError(f"cannot read file: {exc.strerror or exc}") from None
 
 
-def read_file_tags(path: str) -> dict[str, Any]:
+def read_file_tags(path: str, head: bytes | None = None) -> dict[str, Any]:
     """Stage ``tags``."""
     from .tags import read_tags
 
-    return read_tags(path)
+    return read_tags(path, head=head)
 
 
 def analyze_audio(path: str, settings: AnalysisSettings) -> dict[str, Any]:
@@ -123,7 +127,7 @@ def process_file(root: str, entry: FileEntry, settings: AnalysisSettings,
     path = library_path(root, entry.relpath)
     row = file_facts(root, entry)
     run_stage("file", check_file, row, path, entry)
-    run_stage("tags", read_file_tags, row, path)
+    run_stage("tags", read_file_tags, row, path, row.pop("_head", None))
     if not settings.metadata_only:
         run_stage("audio", audio or analyze_audio, row, path, settings)
     return row
