@@ -37,7 +37,16 @@ def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, cl
     if not library.is_dir():
         raise FatalError(f"library folder not found: {library}")
     out = prepare_out(out)
-    rp = prepare(library, out, settings)
+    # A first run always has work: start the cluster while the library is scanned (saves seconds).
+    early = None
+    if client is None and not settings.run.sequential and not (out / "_crate.json").exists():
+        early = EarlyCluster(settings)
+    try:
+        rp = prepare(library, out, settings)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     for problem in rp.scan.problems:
         console.print(f"[yellow]warning:[/] {problem}")
     mode = "metadata" if settings.analysis.metadata_only else "audio"
@@ -57,9 +66,11 @@ def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, cl
     failures: list[str] = []
     computed: list[dict] = []
     commit_plan(rp)
+    if not rp.todo and early is not None:
+        early.close()
     if rp.todo:
         try:
-            with _client(settings, client) as cl:
+            with (early or _client(settings, client)) as cl:
                 if cl is not None:
                     summary["dashboard"] = dashboard_link(cl)
                     if summary["dashboard"]:
@@ -88,6 +99,40 @@ def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, cl
     append_run_log(out, {k: v for k, v in summary.items() if k not in ("scan_problems",)})
     _print_summary(summary)
     return summary
+
+
+class EarlyCluster:
+    """Start the cluster in a background thread; entering waits for it, leaving closes it."""
+
+    def __init__(self, settings: Settings) -> None:
+        import threading
+
+        self._cm = connect(settings.run)
+        self._client = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, name="crate-dask-cluster-start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self._client = self._cm.__enter__()
+        except BaseException as exc:  # re-raised in the main thread
+            self._error = exc
+
+    def __enter__(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._client
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._thread.join()
+        if self._error is None and self._client is not None:
+            self._client = None
+            self._cm.__exit__(None, None, None)
 
 
 def _client(settings: Settings, client):
