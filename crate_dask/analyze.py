@@ -21,7 +21,7 @@ from .config import Settings
 from .errors import FatalError
 from .pipeline import RunPlan, commit_plan, execute, prepare
 from .report import RunProgress, console, format_duration, rate_per_worker, size_warning
-from .store import RUNS_FILE, append_run_log, clear_stale, prepare_out, read_parts_info
+from .store import RUNS_FILE, append_run_log, clear_stale, exclusive, prepare_out, read_parts_info
 
 
 def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, client=None) -> dict[str, Any]:
@@ -37,6 +37,11 @@ def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, cl
     if not library.is_dir():
         raise FatalError(f"library folder not found: {library}")
     out = prepare_out(out)
+    with exclusive(out, "analyze"):
+        return _run(library, out, settings, client, t0)
+
+
+def _run(library: Path, out: Path, settings: Settings, client, t0: float) -> dict[str, Any]:
     # A first run always has work: start the cluster while the library is scanned (saves seconds).
     early = None
     if client is None and not settings.run.sequential and not (out / "_crate.json").exists():

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .errors import FatalError
-from .store import _fsync_dir, list_parts, write_json_atomic
+from .store import _fsync_dir, exclusive, list_parts, write_json_atomic
 
 JOURNAL_DIR = "_journal"
 _OUTCOMES = {"done", "skip", "undo-intent", "undone", "undo-skip"}
@@ -169,18 +168,9 @@ def last_undoable(out: str | os.PathLike) -> Operation | None:
 
 @contextlib.contextmanager
 def locked(out: str | os.PathLike) -> Iterator[None]:
-    """Hold the journal lock of ``out`` (released by the OS if the process dies)."""
-    base = Path(out) / JOURNAL_DIR
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / ".lock", "a") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FatalError(f"another crate-dask rename/tag/undo is running on {out}") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    """Hold the lock of ``out`` (shared with analyze; released by the OS if the process dies)."""
+    with exclusive(out, "rename/tag/undo"):
+        yield
 
 
 def replay(out: str | os.PathLike) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:

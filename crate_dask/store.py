@@ -18,6 +18,8 @@ partition file that exists is complete and describes itself.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -25,7 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -176,6 +178,32 @@ def read_results(out: str | os.PathLike, columns: list[str] | None = None):
     if not list_parts(out):
         raise FatalError(f"no results in {out}: run `crate-dask analyze LIBRARY --out {out}` first")
     return pd.read_parquet(out, columns=columns)
+
+
+@contextlib.contextmanager
+def exclusive(out: str | os.PathLike, action: str) -> Iterator[None]:
+    """Hold the lock of results folder ``out`` while ``action`` runs (released by the OS if the process dies).
+
+    One crate-dask command at a time per results folder: an analyze must not
+    scan files that a rename is moving, and two analyzes must not race on partitions.
+    """
+    path = Path(out) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another crate-dask command"
+            raise FatalError(f"{out} is in use by {holder}; wait for it to finish") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"crate-dask {action} (pid {os.getpid()})")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _fsync_dir(path: Path) -> None:

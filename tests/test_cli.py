@@ -197,3 +197,15 @@ def test_unreachable_scheduler_is_fatal(tmp_path):
     r = run_cli("analyze", str(tmp_path / "lib"), "--out", str(tmp_path / "out"), "--metadata-only",
                 "--scheduler", "tcp://127.0.0.1:1", timeout=120)
     assert r.returncode == 1 and "cannot connect" in r.stderr
+
+
+def test_one_command_at_a_time_per_results_folder(tmp_path):
+    from crate_dask.store import exclusive
+
+    make_library(tmp_path / "lib", 2)
+    (tmp_path / "out").mkdir()
+    with exclusive(tmp_path / "out", "rename"):
+        r = run_cli("analyze", str(tmp_path / "lib"), "--out", str(tmp_path / "out"), "--sequential")
+        assert r.returncode == 1 and "in use by crate-dask rename" in r.stderr
+    r = run_cli("analyze", str(tmp_path / "lib"), "--out", str(tmp_path / "out"), "--sequential", "--metadata-only")
+    assert r.returncode == 0, r.stderr
