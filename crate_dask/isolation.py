@@ -63,8 +63,9 @@ class AudioRunner:
         t0 = time.monotonic()
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "NUMBA_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        # Native decoders chatter on stderr about every bad frame; failures come back through the pipe.
         proc = subprocess.Popen([sys.executable, "-m", "crate_dask.isolation"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env=env)
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         try:
             msg = _recv(proc.stdout.fileno(), time.monotonic() + _STARTUP_TIMEOUT_S)
         except (TimeoutError, EOFError):
@@ -81,8 +82,13 @@ class AudioRunner:
         """Analyse ``path`` in the child; raises DecodeError / AnalysisTimeout like the in-process stage."""
         if self._proc is None or self._proc.poll() is not None:
             self._proc = self._start()
+        try:
+            _send(self._proc.stdin, (path, settings))
+        except (BrokenPipeError, OSError):   # the child died while idle (killed, out of memory): restart it
+            self.close()
+            self._proc = self._start()
+            _send(self._proc.stdin, (path, settings))
         proc = self._proc
-        _send(proc.stdin, (path, settings))
         limit = settings.file_timeout_s
         try:
             status, payload = _recv(proc.stdout.fileno(), time.monotonic() + limit)
@@ -106,6 +112,11 @@ class AudioRunner:
             self._proc.kill()
             self._proc.wait()
             self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, if one is running."""
+        return None if self._proc is None else self._proc.pid
 
 
 _RUNNER: AudioRunner | None = None
