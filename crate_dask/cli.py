@@ -19,7 +19,7 @@ import click
 from . import __version__
 from .config import Settings, build_settings, default_config_path
 from .errors import FatalError
-from .report import console, format_duration, print_json
+from .report import console, format_duration, print_json, print_sample
 
 EXIT_FATAL, EXIT_CANCELLED = 1, 130
 
@@ -137,11 +137,17 @@ def demo(directory: Path, tracks: int, **kw: Any) -> None:
     from .demo import make_demo_library
 
     def go() -> int:
-        settings = settings_from_options(kw)
+        # small partitions, so that the dashboard shows every worker busy even on a tiny library
+        settings = settings_from_options({**kw, "partition_size": kw.get("partition_size") or 6})
         lib = directory / "library"
         made = make_demo_library(lib, n_tracks=tracks)
         console.print(f"demo library: {lib} ({made} files)")
-        return _analyze(lib, directory / "results", settings, as_json=kw["as_json"])
+        code = _analyze(lib, directory / "results", settings, as_json=kw["as_json"])
+        if code == 0 and not kw["as_json"]:
+            print_sample(str(directory / "results"))
+            console.print(f"next: crate-dask status {directory / 'results'}  |  crate-dask rename "
+                          f"{directory / 'results'} --template \"{{artist}} - {{title}} [{{key_camelot}} {{bpm:.0f}}]\"")
+        return code
 
     _run_cli(go)
 

@@ -51,7 +51,7 @@ def _write_m4a(path: str | os.PathLike, y: np.ndarray, sr: int) -> None:
             c.mux(p)
 
 
-def make_demo_library(root: str | os.PathLike, *, n_tracks: int = 36, seconds: float = 30.0) -> int:
+def make_demo_library(root: str | os.PathLike, *, n_tracks: int = 36, seconds: float = 20.0) -> int:
     """Generate ``n_tracks`` tagged tracks (drums + chords, known BPM and key) plus 4 broken files.
 
     Existing files are kept, so calling it twice is cheap. Returns the number of audio files.

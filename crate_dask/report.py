@@ -25,8 +25,9 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)   # no hard wrap
 
 class _RateColumn(ProgressColumn):
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} files/s" if speed else "- files/s", style="cyan")
+        # the mean rate since the start: partitions finish in bursts, so instantaneous rates jump
+        speed = task.completed / task.elapsed if task.elapsed and task.completed else None
+        return Text(f"{speed:,.1f} files/s" if speed else "- files/s", style="cyan")
 
 
 class _ErrorsColumn(ProgressColumn):
@@ -100,6 +101,25 @@ def format_duration(seconds: float) -> str:
         return f"{m} min {s:02d} s"
     h, m = divmod(m, 60)
     return f"{h} h {m:02d} min"
+
+
+def print_sample(out: str, n: int = 10) -> None:
+    """A few result rows as a table: what the demo shows after its run."""
+    import pandas as pd
+    from rich.table import Table
+
+    df = pd.read_parquet(out, columns=["relpath", "format", "bpm", "key", "key_camelot", "tag_bpm", "error",
+                                       "analysis_note"])
+    table = Table(title=f"first {min(n, len(df))} of {len(df)} rows", show_lines=False, box=None)
+    for col in ("file", "format", "bpm", "key", "camelot", "tag bpm", "error / note"):
+        table.add_column(col, overflow="fold")
+    def s(v: Any, fmt: str = "{}") -> str:
+        return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else fmt.format(v)
+
+    for r in df.head(n).itertuples():
+        table.add_row(s(r.relpath).rsplit("/", 1)[-1], s(r.format), s(r.bpm, "{:.1f}"), s(r.key), s(r.key_camelot),
+                      s(r.tag_bpm, "{:g}"), s(r.error) or s(r.analysis_note))
+    console.print(table)
 
 
 def print_json(data: dict[str, Any]) -> None:
