@@ -209,3 +209,14 @@ def test_one_command_at_a_time_per_results_folder(tmp_path):
         assert r.returncode == 1 and "in use by crate-dask rename" in r.stderr
     r = run_cli("analyze", str(tmp_path / "lib"), "--out", str(tmp_path / "out"), "--sequential", "--metadata-only")
     assert r.returncode == 0, r.stderr
+
+
+def test_demo_builds_a_library_and_analyses_it(tmp_path):
+    r = run_cli("demo", "--dir", str(tmp_path / "demo"), "--tracks", "7", "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert "dashboard: http://127.0.0.1:" in r.stderr and "results:" in r.stderr and "first 10 of 11 rows" in r.stderr
+    df = pd.read_parquet(tmp_path / "demo" / "results")
+    assert len(df) == 11 and df["error"].notna().sum() == 3          # empty, text-as-mp3, truncated
+    assert set(df["ext"]) >= {"mp3", "flac", "wav", "ogg", "aiff", "m4a", "opus"}
+    ok = df[df["error"].isna() & df["bpm"].notna()]
+    assert len(ok) == 7 and ok["key"].notna().all()
