@@ -8,20 +8,26 @@ from nbclient import NotebookClient
 
 from crate_dask.analyze import run_analysis
 from crate_dask.config import build_settings
-
-from conftest import make_library
+from crate_dask.demo import make_demo_library
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+# what each notebook must print about the demo results (6 tracks + 4 broken files)
+EXPECT = {
+    "01_explore_results.ipynb": ["10 files in", "3 of 10 files have an error"],
+    "02_preview_rename.ipynb": ["10 files", "'rename': 6", "'error-row': 3"],
+}
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("nb")
-    make_library(root / "lib", 12)
-    (root / "lib" / "broken.mp3").write_text("not audio")
-    run_analysis(root / "lib", root / "out", build_settings(cli={"metadata_only": True, "sequential": True,
-                                                                  "progress": False, "partition_size": 5}))
+    make_demo_library(root / "lib", n_tracks=6, seconds=8.0)
+    run_analysis(root / "lib", root / "out", build_settings(cli={"sequential": True, "progress": False}))
     return root / "out"
+
+
+def test_every_notebook_is_covered():
+    assert {p.name for p in NOTEBOOKS} == set(EXPECT)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -30,6 +36,7 @@ def test_notebook_runs(path, results, monkeypatch, tmp_path):
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "13 files in" in text
-    assert "1 of 13 files have an error" in text
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    for expected in EXPECT[path.name]:
+        assert expected in text, (expected, text[:2000])
