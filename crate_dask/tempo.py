@@ -12,12 +12,17 @@ The method, in three steps, all plain numpy:
    so 3:2 and 2:3 confusions cancel while the octave is left open
    (Peeters 2007; Grosche & Mueller 2010).
 3. **Octave and precision**: the class is placed in ``bpm_range``; when two
-   octaves fit, the one with more Fourier evidence at the beat and its double
-   times autocorrelation evidence at the beat period and twice it wins. The
-   BPM is then refined on a 0.02 BPM grid by maximising the energy of the first
-   four harmonics in a heavily zero-padded Fourier transform of the envelope,
-   i.e. by fitting one beat grid to the whole excerpt, so that a 128.0 BPM
-   track comes out at 128.0 and not at a frame-rate grid value.
+   or more octaves fit, each is scored by its Fourier evidence at the beat, 2x
+   and 4x (the subdivisions a beat carries) times its autocorrelation evidence
+   at one, two and four beat periods (the bar a beat builds), weighted by a
+   log-normal preference for moderate tempi (centre 120 BPM, half an octave
+   wide; listeners' preferred tempo, Moelants & McKinney 2004). The prior makes
+   the octave choice independent of how wide the range is: widening the range
+   to 60-240 no longer doubles a 105 BPM track. The BPM is then refined on a
+   0.02 BPM grid by maximising the energy of the first four harmonics in a
+   heavily zero-padded Fourier transform of the envelope, i.e. by fitting one
+   beat grid to the whole excerpt, so that a 128.0 BPM track comes out at 128.0
+   and not at a frame-rate grid value.
 
 ``confidence`` grows with the harmonic phase coherence of the envelope at the
 chosen tempo measured against what noise of the same duration reaches (0 at
@@ -50,6 +55,9 @@ _BPM_STEP = 0.02             # resolution of the zero-padded spectrum, in BPM
 _N_HARMONICS = 4             # harmonics used for refinement and coherence
 _SEARCH_BPM = (30.0, 480.0)  # periodicities considered when finding the tempo class
 _NOISE_COHERENCE_1S = 0.32   # mean coherence of noise onsets over 1 s; falls as 1/sqrt(duration)
+_PREFERRED_BPM = 120.0       # centre of the octave prior
+_PREFERRED_WIDTH = 0.5       # its standard deviation, in octaves
+_METRIC_LEVELS = np.array([1.0, 2.0, 4.0])  # beat, eighths, sixteenths / beat, half bar, bar
 
 
 @dataclass(frozen=True)
@@ -250,11 +258,15 @@ def _tempo_class(spectrum: np.ndarray, acf: np.ndarray, hz_per_bin: float, fps: 
 
 
 def _octave_salience(spectrum: np.ndarray, acf: np.ndarray, hz_per_bin: float, fps: float, bpm: float) -> float:
-    """Fourier evidence at the beat and its double times autocorrelation at the beat period and twice it."""
-    fourier = np.interp(bpm / 60.0 / hz_per_bin * np.array([1.0, 2.0]), np.arange(spectrum.size), spectrum)
-    lags = 60.0 * fps / bpm * np.array([1.0, 2.0])
+    """Fourier evidence at 1, 2, 4x the beat times autocorrelation at 1, 2, 4 beat periods, times the tempo prior."""
+    # Fourier evidence alone favours the slower octave (its harmonics include
+    # the faster one) and autocorrelation the faster one; their product does
+    # not; the prior settles what the signal leaves open (odds 2.6:1 for 100 over 200).
+    fourier = np.interp(bpm / 60.0 / hz_per_bin * _METRIC_LEVELS, np.arange(spectrum.size), spectrum, right=0.0)
+    lags = 60.0 * fps / bpm * _METRIC_LEVELS
     auto = np.maximum(np.interp(lags, np.arange(acf.size), acf, right=0.0), 0.0)
-    return float(fourier.sum() * auto.sum())
+    prior = math.exp(-0.5 * (math.log2(bpm / _PREFERRED_BPM) / _PREFERRED_WIDTH) ** 2)
+    return float(fourier.sum() * auto.sum()) * prior
 
 
 def _harmonic_energy(spectrum: np.ndarray, hz_per_bin: float, bpm: np.ndarray) -> np.ndarray:

@@ -22,6 +22,10 @@ DNB = [("k", 0), ("k", 2.5), ("s", 1), ("s", 3)] + [("h", b / 2) for b in range(
 HIPHOP = [("k", 0), ("k", 1.75), ("k", 2.5), ("s", 1), ("s", 3)] + [("h", b / 2) for b in range(8)]
 HALF_TIME = [("k", 0), ("s", 2)] + [("h", b) for b in range(4)]       # a 128 groove notated at 64
 ROCK = [("k", 0), ("k", 2), ("s", 1), ("s", 3)] + [("h", b / 2) for b in range(8)]
+HIPHOP_EIGHTHS = [("k", 0), ("k", 1.5), ("k", 2.5), ("s", 1), ("s", 3)] + [("h", b / 2) for b in range(8)]
+# Half-time feel at 140: snare on beat 3 only, so the kick/snare skeleton alone reads as 70.
+DUBSTEP = [("k", 0), ("k", 2.75), ("s", 2)] + [("h", b / 2) for b in range(8)]
+TRAP = [("k", 0), ("k", 2.5), ("s", 2)] + [("h", b / 4) for b in range(16)]      # rolling sixteenth hats
 
 
 def _drums(sr: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -127,6 +131,27 @@ def test_hiphop_87_names_both_candidate_octaves():
 @pytest.mark.xfail(strict=True, reason="known limitation: hip-hop at 87 with eighth hats reads as 174")
 def test_hiphop_87_is_not_doubled():
     assert estimate_tempo(drum_loop(HIPHOP, 87.0, 60), sr=SR).bpm == pytest.approx(87.0, abs=0.1)
+
+
+@pytest.mark.parametrize("pattern, bpm", [(DUBSTEP, 140.0), (TRAP, 140.0)], ids=["dubstep", "trap"])
+def test_half_time_140_is_not_reported_as_70(pattern, bpm):
+    # 70 is inside the range here, so only the octave evidence keeps it out.
+    result = estimate_tempo(drum_loop(pattern, bpm, 60), sr=SR, bpm_range=(65.0, 200.0))
+    assert result.bpm == pytest.approx(bpm, abs=0.1)
+
+
+@pytest.mark.parametrize("bpm", [90.0, 96.0])
+def test_hiphop_with_eighth_hats_is_not_doubled(bpm):
+    assert estimate_tempo(drum_loop(HIPHOP_EIGHTHS, bpm, 60), sr=SR).bpm == pytest.approx(bpm, abs=0.1)
+
+
+@pytest.mark.parametrize("pattern, bpm", [(HOUSE, 124.0), (HIPHOP_EIGHTHS, 94.0), (DNB, 174.0), (TRAP, 140.0)],
+                         ids=["house", "hiphop", "dnb", "trap"])
+def test_a_wider_range_does_not_move_the_octave(pattern, bpm):
+    # The octave is chosen by evidence and a tempo prior, not by where the range ends.
+    y = drum_loop(pattern, bpm, 40)
+    for bpm_range in [(78.0, 180.0), (70.0, 200.0), (60.0, 240.0)]:
+        assert estimate_tempo(y, sr=SR, bpm_range=bpm_range).bpm == pytest.approx(bpm, abs=0.1), bpm_range
 
 
 def test_bpm_range_decides_the_octave():
