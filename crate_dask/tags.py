@@ -192,17 +192,21 @@ def _check_complete(f: mutagen.FileType, kind: str, path) -> None:
 
 
 def _read_id3(tags: ID3) -> dict[str, Any]:
+    # one pass over the frames: getall() scans every frame for each field
+    by_id: dict[str, list] = {}
+    for fr in tags.values():
+        by_id.setdefault(fr.FrameID, []).append(fr)
     raw: dict[str, Any] = {}
     for col, (frame, *_rest) in _TEXT_FIELDS.items():
-        frames = tags.getall(frame)
+        frames = by_id.get(frame, ())
         if frame == "COMM":  # skip iTunes' machine comments (iTunNORM, ...)
             frames = [fr for fr in frames if not fr.desc.startswith("iTun")]
         if frames and frames[0].text:
             raw[col] = str(frames[0].text[0])
     for key, frame in (("date", "TDRC"), ("track", "TRCK"), ("disc", "TPOS"), ("bpm", "TBPM")):
-        fr = tags.get(frame) or (tags.get("TYER") if frame == "TDRC" else None)
-        if fr is not None and fr.text:
-            raw[key] = str(fr.text[0])
+        frames = by_id.get(frame) or (by_id.get("TYER") if frame == "TDRC" else None)
+        if frames and frames[0].text:
+            raw[key] = str(frames[0].text[0])
     return raw
 
 
@@ -226,15 +230,17 @@ def _read_mp4(tags: Any) -> dict[str, Any]:
 
 
 def _read_generic(tags: Any, text: Mapping[str, tuple[str, ...]], extra: Mapping[str, tuple[str, ...]]) -> dict:
+    # Vorbis comments are a list scanned on every lookup: index them once, case-insensitively
+    first: dict[str, Any] = {}
+    for k, v in tags.items():
+        if v:
+            first.setdefault(str(k).lower(), v[0] if isinstance(v, list) else v)
     raw: dict[str, Any] = {}
     for col, keys in [*text.items(), *extra.items()]:
         for k in keys:
-            try:
-                v = tags[k]
-            except (KeyError, ValueError):
-                continue
-            if v:
-                raw[col] = _text(v[0] if isinstance(v, list) else v)
+            v = first.get(k.lower())
+            if v is not None and v != "":
+                raw[col] = _text(v)
                 break
     return raw
 
