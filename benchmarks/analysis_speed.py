@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="use the first N files only")
     ap.add_argument("--excerpt", type=float, default=None, help="excerpt seconds (default: the settings')")
     ap.add_argument("--skip-cli", action="store_true", help="skip the crate-dask analyze runs (d)")
+    ap.add_argument("--skip-per-file", action="store_true", help="skip the per-file CPU measurements (a-c)")
     ap.add_argument("--skip-baseline", action="store_true", help="skip the naive librosa pipeline (c)")
     ap.add_argument("--skip-startup", action="store_true", help="skip the worker start-up timing (e)")
     ap.add_argument("--decode-formats", action="store_true",
@@ -78,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(results, indent=2, default=float))
         return 0
-    results["per_file"] = per_file_costs(files, args.excerpt, baseline=not args.skip_baseline)
+    if not args.skip_per_file:
+        results["per_file"] = per_file_costs(files, args.excerpt, baseline=not args.skip_baseline)
     if not args.skip_cli:
-        results["cli"] = cli_throughput(args.dir, len(files) if not args.limit else None, args.excerpt)
+        results["cli"] = cli_throughput(args.dir, args.excerpt)
     if not args.skip_startup:
         results["startup"] = startup_times()
     print(report(results))
@@ -200,14 +202,20 @@ def _cli_command() -> list[str] | None:
     return [exe] if exe else [sys.executable, "-c", "import sys; from crate_dask.cli import main; sys.exit(main())"]
 
 
-def cli_throughput(library: Path, n_files: int | None, excerpt_s: float | None) -> dict:
+def cli_throughput(library: Path, excerpt_s: float | None) -> dict:
+    """Wall-clock throughput of whole CLI runs on every file of ``library``, 1 and 2 workers."""
     cmd = _cli_command()
     if cmd is None:
         return {"skipped": "crate_dask.cli is not available yet"}
-    out = {}
+    n_files = sum(1 for p in library.rglob("*") if p.suffix.lower() in AUDIO_EXTS and p.is_file())
+    # A partition is the unit of work of a worker: a small library needs small partitions
+    # (8 per worker) or one worker gets everything.
+    part = str(max(1, n_files // 16))
+    out = {"partition_size": int(part)}
     for workers in (1, 2):
         with tempfile.TemporaryDirectory(prefix="crate_dask_speed_") as tmp:
-            args = cmd + ["analyze", str(library), "--out", tmp, "--workers", str(workers), "--no-progress"]
+            args = cmd + ["analyze", str(library), "--out", tmp, "--workers", str(workers), "--no-progress",
+                          "--partition-size", part]
             if excerpt_s is not None:
                 args += ["--excerpt", str(excerpt_s)]
             t0 = time.perf_counter()
@@ -217,7 +225,7 @@ def cli_throughput(library: Path, n_files: int | None, excerpt_s: float | None) 
                 return {"skipped": f"crate-dask analyze failed ({proc.returncode}): {proc.stderr.strip()[-500:]}"}
             import pandas as pd
 
-            n = len(pd.read_parquet(tmp, columns=["path"])) if n_files is None else n_files
+            n = len(pd.read_parquet(tmp, columns=["path"]))
             out[f"workers_{workers}"] = {"files": n, "wall_s": wall, "files_per_s": n / wall}
     out["speedup"] = out["workers_2"]["files_per_s"] / out["workers_1"]["files_per_s"]
     return out
@@ -252,26 +260,15 @@ def startup_times() -> dict:
 
 
 def report(r: dict) -> str:
-    pf = r["per_file"]
-    lines = [f"{pf['n']} files, {pf['minutes']:.1f} min of audio "
-             f"(mean track {pf['minutes'] / max(pf['n'], 1):.2f} min), excerpt {pf['excerpt_s']} s, one thread",
-             "",
-             "| stage | CPU-s / min audio | CPU-s / 4-min track | CPU-s / file | naive / this |",
-             "|---|---|---|---|---|"]
-    base = pf["stages"].get("naive baseline (c)")
-    for name, s in pf["stages"].items():
-        ratio = f"{base['per_file'] / s['per_file']:.1f}x" if base and not name.startswith("naive") else ""
-        lines.append(f"| {name} | {s['per_min']:.4f} | {s['per_4min_track']:.3f} | {s['per_file']:.3f} | {ratio} |")
-    lines.append("\n(per 4-min track = per minute x 4. crate_dask decodes a fixed excerpt, so its cost per "
-                 "track is nearly constant for tracks longer than the excerpt: read its 'per file' column "
-                 "as the cost of a 4-min track.)")
+    lines = report_per_file(r["per_file"]) if "per_file" in r else []
     cli = r.get("cli")
     if cli is not None:
         lines.append("")
         if "skipped" in cli:
             lines.append(f"crate-dask analyze throughput: skipped ({cli['skipped']})")
         else:
-            lines += ["| crate-dask analyze | files | wall s | files/s |", "|---|---|---|---|"]
+            lines += [f"| crate-dask analyze (partition size {cli['partition_size']}) | files | wall s | files/s |",
+                      "|---|---|---|---|"]
             for w in (1, 2):
                 c = cli[f"workers_{w}"]
                 lines.append(f"| --workers {w} | {c['files']} | {c['wall_s']:.1f} | {c['files_per_s']:.2f} |")
@@ -288,6 +285,22 @@ def report(r: dict) -> str:
                 lines.append(f"| {label} | {s['import_crate_dask_s']:.2f} | {s['import_librosa_s']:.2f} | "
                              f"{s['warm_up_s']:.2f} | {s['total_s']:.2f} |")
     return "\n".join(lines)
+
+
+def report_per_file(pf: dict) -> list[str]:
+    lines = [f"{pf['n']} files, {pf['minutes']:.1f} min of audio "
+             f"(mean track {pf['minutes'] / max(pf['n'], 1):.2f} min), excerpt {pf['excerpt_s']} s, one thread",
+             "",
+             "| stage | CPU-s / min audio | CPU-s / 4-min track | CPU-s / file | naive / this |",
+             "|---|---|---|---|---|"]
+    base = pf["stages"].get("naive baseline (c)")
+    for name, s in pf["stages"].items():
+        ratio = f"{base['per_file'] / s['per_file']:.1f}x" if base and not name.startswith("naive") else ""
+        lines.append(f"| {name} | {s['per_min']:.4f} | {s['per_4min_track']:.3f} | {s['per_file']:.3f} | {ratio} |")
+    lines.append("\n(per 4-min track = per minute x 4. crate_dask decodes a fixed excerpt, so its cost per "
+                 "track is nearly constant for tracks longer than the excerpt: read its 'per file' column "
+                 "as the cost of a 4-min track.)")
+    return lines
 
 
 if __name__ == "__main__":

@@ -81,6 +81,25 @@ def make_library(root: Path, n: int) -> None:
     marker.write_text(str(n))
 
 
+def _burn(n: int) -> float:
+    t0 = time.perf_counter()
+    acc = 0
+    for i in range(n):
+        acc += i * i
+    return time.perf_counter() - t0
+
+
+def machine_ceiling(workers: int) -> float:
+    """Throughput of ``workers`` processes of pure CPU work relative to one: what this machine allows."""
+    n = 15_000_000
+    one = _burn(n)
+    with mp.Pool(workers) as pool:
+        t0 = time.perf_counter()
+        pool.map(_burn, [n] * workers)
+        many = time.perf_counter() - t0
+    return workers * one / many
+
+
 def baseline(root: Path) -> tuple[int, float]:
     """A plain single-process mutagen loop over every audio file."""
     import mutagen
@@ -149,6 +168,7 @@ def main() -> None:
     gen_s = time.perf_counter() - t0
     n, base_s = baseline(a.library)                      # also warms the page cache for both contenders
     n, base_s = baseline(a.library)
+    ceiling = machine_ceiling(a.workers)
     out = Path(tempfile.mkdtemp(prefix="crate-bench-out-"))
     first = run_crate(a.library, out, a.workers)
     rerun = run_crate(a.library, out, a.workers)
@@ -164,6 +184,7 @@ def main() -> None:
         "rerun_s": round(rerun["wall_s"], 2), "rerun_partitions_computed": rerun["partitions_computed"],
         "client_peak_mib": first["client_peak_mib"], "worker_peaks_mib": first["worker_peaks_mib"],
         "rerun_client_peak_mib": rerun["client_peak_mib"], "rows": first["rows"], "errors": first["errors"],
+        "machine_ceiling": round(ceiling, 2),
     }
     if a.json:
         print(json.dumps(res, indent=1))
@@ -175,6 +196,7 @@ def main() -> None:
     print(f"| crate-dask --metadata-only, {a.workers} workers | {first['wall_s']:.1f} | {rate:,.0f} | "
           f"{rate / a.workers:,.0f} | {rate / base_rate:.2f}x |")
     print(f"| rerun, unchanged library | {rerun['wall_s']:.1f} | - | - | - |")
+    print(f"machine ceiling: {a.workers} processes of pure CPU work run {ceiling:.2f}x one process here")
     print(f"peak RSS: client {first['client_peak_mib']} MiB (rerun {rerun['client_peak_mib']} MiB); "
           f"workers {first['worker_peaks_mib']} MiB")
 

@@ -44,7 +44,7 @@ def analysis_options(f):
         click.option("--metadata-only", is_flag=True, default=None,
                      help="Tags and file facts only; no audio decoding (fast)."),
         click.option("--excerpt", "excerpt_s", type=float, default=None, metavar="SECONDS",
-                     help="Analyse this many seconds from the middle of each track [default: 120]."),
+                     help="Analyse this many seconds from the middle of each track [default: 90]."),
         click.option("--full-track", is_flag=True, default=False, help="Analyse whole tracks instead of an excerpt."),
         click.option("--bpm-range", type=(float, float), default=None, metavar="LOW HIGH",
                      help="Fold tempi into this range [default: 78 180]."),

@@ -40,7 +40,7 @@ class AnalysisSettings:
 
     metadata_only: bool = False
     sample_rate: int = 22050
-    excerpt_s: float | None = 120.0   # None: the whole track
+    excerpt_s: float | None = 90.0    # None: the whole track; 90 s from the middle holds tempo and key
     bpm_min: float = 78.0
     bpm_max: float = 180.0
     key_profile: str = "auto"

@@ -91,8 +91,6 @@ def test_white_noise_has_no_tempo():
     assert row["loudness_lufs"] == pytest.approx(integrated_loudness(y, sr=SR, dual_mono=True), abs=0.01)
 
 
-@pytest.mark.xfail(reason="key.estimate_key finds a key in white noise (tonal share ~0.07 > its 0.02 gate)",
-                   strict=False)
 @pytest.mark.parametrize("seed", [0, 2, 3])
 def test_white_noise_has_no_key(seed):
     row = analyze_signal(_noise(seed), sr=SR, settings=SETTINGS)
