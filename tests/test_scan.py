@@ -87,3 +87,34 @@ def test_unreadable_folder_is_reported_not_fatal(open_tmp):
 def test_missing_library_is_fatal(tmp_path):
     with pytest.raises(FatalError, match="not found"):
         scan_library(tmp_path / "nope")
+
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+_name_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00")
+
+
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stems=st.lists(st.text(_name_chars, min_size=1, max_size=40).filter(lambda s: not s.startswith(".")),
+                      min_size=1, max_size=5, unique_by=lambda s: s.encode("utf-8", "surrogatepass")))
+def test_odd_file_names_survive_a_parquet_round_trip(tmp_path_factory, stems):
+    import pandas as pd
+
+    from crate_dask.analyze import run_analysis
+    from crate_dask.config import build_settings
+
+    root = tmp_path_factory.mktemp("names")
+    lib = root / "lib"
+    lib.mkdir()
+    made = set()
+    for s in stems:
+        name = f"{s}.mp3"
+        if len(name.encode()) > 255:
+            continue
+        (lib / name).write_bytes(b"")
+        made.add(name)
+    run_analysis(lib, root / "out", build_settings(cli={"metadata_only": True, "sequential": True,
+                                                         "progress": False}))
+    df = pd.read_parquet(root / "out")
+    assert set(df["relpath"]) == made
+    assert {os.fsdecode(b) for b in df["path_bytes"]} == {str(lib / n) for n in made}
