@@ -21,7 +21,8 @@ from .config import Settings
 from .errors import FatalError
 from .pipeline import RunPlan, commit_plan, execute, prepare
 from .report import RunProgress, console, format_duration, rate_per_worker, size_warning
-from .store import RUNS_FILE, append_run_log, clear_stale, exclusive, prepare_out, read_parts_info
+from .store import (RUNS_FILE, append_run_log, clear_file_lists, clear_stale, exclusive, prepare_out,
+                    read_parts_info)
 
 
 def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, client=None) -> dict[str, Any]:
@@ -98,6 +99,7 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float) -> dic
     _fill(summary, rp, computed, failures, t)
     if summary["status"] == "complete" and not failures:
         clear_stale(out)
+        clear_file_lists(out)
     elif failures:
         summary["status"] = "failed"
         summary["failures"] = failures

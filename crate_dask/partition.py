@@ -45,6 +45,7 @@ class PartitionSpec:
     digest: str
     meta: dict[str, Any]
     reuse: tuple[Reuse, ...] = field(default=())
+    files_path: str = ""   # OUT/_plan/<name>.parquet: the partition's files, read by the worker
 
 
 def run_partition(files: Sequence[FileEntry], specs: Sequence[PartitionSpec],

@@ -24,8 +24,8 @@ from .errors import FatalError
 from .partition import PartitionSpec, Reuse, run_partition
 from .plan import Partition, boundaries, plan_partitions
 from .scan import ScanResult, display_path, scan_library
-from .store import (PartInfo, list_parts, load_state, move_to_stale, read_part_info, read_parts_info,
-                    save_state)
+from .store import (PartInfo, clear_file_lists, list_parts, load_state, move_to_stale, read_file_list,
+                    read_part_info, read_parts_info, save_state, write_file_list)
 
 
 @dataclass
@@ -43,13 +43,11 @@ class RunPlan:
     remove: list[str] = field(default_factory=list)
     settings_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
-    @property
-    def files_todo(self) -> int:
-        return sum(len(p.files) for p, _ in self.todo)
+    files_total: int = 0
 
     @property
-    def files_total(self) -> int:
-        return len(self.scan.files)
+    def files_todo(self) -> int:
+        return sum(p.size for p, _ in self.todo)
 
 
 def compatible(info: PartInfo, settings: Settings) -> bool:
@@ -77,7 +75,7 @@ def prepare(root: str | Path, out: str | Path, settings: Settings) -> RunPlan:
         previous = [tuple(b) for b in state.get("boundaries", [])]
     plan = plan_partitions(scan.files, partition_size=settings.run.partition_size, previous=previous)
     infos = read_parts_info(out_s)
-    rp = RunPlan(root=scan.root, out=out_s, settings=settings, scan=scan, plan=plan)
+    rp = RunPlan(root=scan.root, out=out_s, settings=settings, scan=scan, plan=plan, files_total=len(scan.files))
     meta = {"fingerprint": settings.analysis.fingerprint(), "settings": settings.analysis.provenance(),
             "version": __version__, "root": display_path(scan.root)}
     todo: list[Partition] = []
@@ -166,17 +164,15 @@ def to_bag(rp: RunPlan):
     Partition *i* of the bag holds the files of the *i*-th partition to compute;
     a second, aligned bag carries each partition's spec.
     """
-    from dask.bag import Bag
-    from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
+    import dask
+    import dask.bag as db
 
-    token = tokenize(rp.out, [s.digest for _, s in rp.todo], rp.settings.analysis.fingerprint())
-    files_name, specs_name = f"files-{token}", f"partition-specs-{token}"
-    files = Bag(HighLevelGraph.from_collections(
-        files_name, {(files_name, i): list(p.files) for i, (p, _) in enumerate(rp.todo)}),
-        files_name, len(rp.todo))
-    specs = Bag(HighLevelGraph.from_collections(
-        specs_name, {(specs_name, i): [s] for i, (_, s) in enumerate(rp.todo)}), specs_name, len(rp.todo))
+    # Partition i of the bag is the file list of planned partition i, read by the worker from
+    # OUT/_plan: the graph carries paths, not the library (see commit_plan).
+    files = db.from_delayed([dask.delayed(read_file_list, pure=True)(s.files_path,
+                                                                       dask_key_name=f"files-{s.name}-{s.digest}")
+                             for _, s in rp.todo])
+    specs = db.from_sequence([s for _, s in rp.todo], npartitions=len(rp.todo))
     return files.map_partitions(run_partition, specs, settings=rp.settings.analysis, token="analyze-partition")
 
 
@@ -188,9 +184,17 @@ def commit_plan(rp: RunPlan) -> None:
     save_state(rp.out, {"root": rp.root, "partition_size": rp.settings.run.partition_size,
                         "boundaries": boundaries(rp.plan), "files": rp.files_total, "version": __version__})
     move_to_stale(rp.out, rp.remove)
+    reuse = {}
     if rp.todo and not rp.settings.run.force:
         reuse = _reuse_sources(rp.out, [p for p, _ in rp.todo], rp.settings)
-        rp.todo = [(p, dataclasses.replace(s, reuse=tuple(reuse.get(p.name, ())))) for p, s in rp.todo]
+    clear_file_lists(rp.out)
+    rp.todo = [(p, dataclasses.replace(s, reuse=tuple(reuse.get(p.name, ())),
+                                       files_path=write_file_list(rp.out, p.name, p.files)))
+               for p, s in rp.todo]
+    # From here on the client keeps counts only: its memory does not grow with the library.
+    rp.plan = [p.without_files() for p in rp.plan]
+    rp.todo = [(p.without_files(), s) for p, s in rp.todo]
+    rp.scan.files = []
 
 
 def execute(rp: RunPlan, client, *, on_partition: Callable[[dict], None],

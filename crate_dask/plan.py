@@ -37,6 +37,17 @@ class Partition:
     first: str
     files: tuple[FileEntry, ...]
 
+    @property
+    def size(self) -> int:
+        """Number of files (also after :meth:`without_files`)."""
+        return self.n if self.n >= 0 else len(self.files)
+
+    n: int = -1
+
+    def without_files(self) -> "Partition":
+        """The same partition without its file list (what the client keeps while workers run)."""
+        return Partition(self.name, self.first, (), self.size)
+
     def digest(self) -> str:
         """A hash of the partition's inputs (paths, sizes, mtimes): equal digests mean nothing changed."""
         h = hashlib.sha256()

@@ -31,7 +31,7 @@ AUDIO_EXTENSIONS = frozenset({
 })
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """One audio file found by the scan (paths relative to the library root)."""
 

@@ -6,6 +6,7 @@ Layout of ``OUT``::
     _crate.json                the library root and the plan (partition boundaries)
     _runs.jsonl                one line per run: settings, version, summary
     _stale/                    superseded partition files, kept until a run completes (reuse source)
+    _plan/part-00042.parquet   the files of a partition being computed (what its task reads)
     .part-00042.parquet.tmp-*  a partition being written (ignored by readers, removed on the next run)
 
 Bookkeeping names start with ``_`` or ``.`` so ``pandas.read_parquet(OUT)``
@@ -27,17 +28,19 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import FatalError
+from .scan import FileEntry
 
 META_KEY = b"crate_dask"
 STATE_FILE = "_crate.json"
 RUNS_FILE = "_runs.jsonl"
 STALE_DIR = "_stale"
+PLAN_DIR = "_plan"
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,38 @@ def move_to_stale(out: str | os.PathLike, names: Iterable[str]) -> None:
 def clear_stale(out: str | os.PathLike) -> None:
     """Drop the superseded partition files once a run has completed."""
     shutil.rmtree(Path(out) / STALE_DIR, ignore_errors=True)
+
+
+def write_file_list(out: str | os.PathLike, name: str, files: Sequence[FileEntry]) -> str:
+    """Write the files of partition ``name`` to ``OUT/_plan/`` for its worker; returns the path.
+
+    Tasks carry this path instead of the list, so the client and the scheduler
+    do not hold every file of the library while the workers run.
+    """
+    folder = Path(out) / PLAN_DIR
+    folder.mkdir(exist_ok=True)
+    table = pa.table({"relpath": [os.fsencode(f.relpath) for f in files],
+                      "size": pa.array([f.size for f in files], pa.int64()),
+                      "mtime_ns": pa.array([f.mtime_ns for f in files], pa.int64()),
+                      "ino": pa.array([f.ino for f in files], pa.int64()),
+                      "problem": pa.array([f.problem for f in files], pa.string())})
+    final = folder / f"{name}.parquet"
+    tmp = folder / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    pq.write_table(table, tmp)
+    os.replace(tmp, final)
+    return str(final)
+
+
+def read_file_list(path: str | os.PathLike) -> list[FileEntry]:
+    """The files of one partition, as written by :func:`write_file_list`."""
+    t = pq.read_table(path)
+    cols = [t.column(c).to_pylist() for c in ("relpath", "size", "mtime_ns", "ino", "problem")]
+    return [FileEntry(os.fsdecode(r), size, mt, ino, prob) for r, size, mt, ino, prob in zip(*cols)]
+
+
+def clear_file_lists(out: str | os.PathLike) -> None:
+    """Remove the partitions' file lists (once a run has completed)."""
+    shutil.rmtree(Path(out) / PLAN_DIR, ignore_errors=True)
 
 
 def load_state(out: str | os.PathLike) -> dict[str, Any]:
