@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-startup", action="store_true", help="skip the worker start-up timing (e)")
     ap.add_argument("--decode-formats", action="store_true",
                     help="only compare excerpt and whole-file decoding per file format")
+    ap.add_argument("--cli-copies", type=int, default=3,
+                    help="run the CLI on this many hard-linked copies of each file (d) [default: 3]")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args(argv)
 
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_per_file:
         results["per_file"] = per_file_costs(files, args.excerpt, baseline=not args.skip_baseline)
     if not args.skip_cli:
-        results["cli"] = cli_throughput(args.dir, args.excerpt)
+        results["cli"] = cli_throughput(args.dir, args.excerpt, args.cli_copies)
     if not args.skip_startup:
         results["startup"] = startup_times()
     print(report(results))
@@ -202,11 +204,35 @@ def _cli_command() -> list[str] | None:
     return [exe] if exe else [sys.executable, "-c", "import sys; from crate_dask.cli import main; sys.exit(main())"]
 
 
-def cli_throughput(library: Path, excerpt_s: float | None) -> dict:
-    """Wall-clock throughput of whole CLI runs on every file of ``library``, 1 and 2 workers."""
+def _linked_copies(library: Path, copies: int, dest: Path) -> Path:
+    """A library of ``copies`` hard-linked copies of every audio file (more work per run, no extra disk)."""
+    for p in sorted(library.rglob("*")):
+        if p.suffix.lower() in AUDIO_EXTS and p.is_file():
+            for c in range(copies):
+                q = dest / f"copy{c}" / p.relative_to(library)
+                q.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(p, q)
+                except OSError:
+                    shutil.copyfile(p, q)
+    return dest
+
+
+def cli_throughput(library: Path, excerpt_s: float | None, copies: int = 1) -> dict:
+    """Wall-clock throughput of whole CLI runs on every file of ``library``, 1 and 2 workers.
+
+    Also times a run on a one-file library per worker count: the fixed cost (cluster and
+    analysis-process start-up), so that the steady-state rate can be told apart from it.
+    """
     cmd = _cli_command()
     if cmd is None:
         return {"skipped": "crate_dask.cli is not available yet"}
+    if copies > 1:
+        tmp_lib = Path(tempfile.mkdtemp(prefix="crate_dask_speed_lib_"))
+        try:
+            return cli_throughput(_linked_copies(library, copies, tmp_lib), excerpt_s)
+        finally:
+            shutil.rmtree(tmp_lib, ignore_errors=True)
     n_files = sum(1 for p in library.rglob("*") if p.suffix.lower() in AUDIO_EXTS and p.is_file())
     # A partition is the unit of work of a worker: a small library needs small partitions
     # (8 per worker) or one worker gets everything.
@@ -226,9 +252,26 @@ def cli_throughput(library: Path, excerpt_s: float | None) -> dict:
             import pandas as pd
 
             n = len(pd.read_parquet(tmp, columns=["path"]))
-            out[f"workers_{workers}"] = {"files": n, "wall_s": wall, "files_per_s": n / wall}
+        fixed = _fixed_cost(cmd, library, workers, excerpt_s)
+        out[f"workers_{workers}"] = {"files": n, "wall_s": wall, "files_per_s": n / wall, "fixed_s": fixed,
+                                     "steady_files_per_s": n / max(wall - fixed, 1e-9)}
     out["speedup"] = out["workers_2"]["files_per_s"] / out["workers_1"]["files_per_s"]
+    out["steady_speedup"] = out["workers_2"]["steady_files_per_s"] / out["workers_1"]["steady_files_per_s"]
     return out
+
+
+def _fixed_cost(cmd: list[str], library: Path, workers: int, excerpt_s: float | None) -> float:
+    """Wall time of the same command on a library of one file: start-up and shut-down."""
+    first = next(p for p in sorted(library.rglob("*")) if p.suffix.lower() in AUDIO_EXTS and p.is_file())
+    with tempfile.TemporaryDirectory(prefix="crate_dask_speed_one_") as tmp:
+        one = Path(tmp) / "lib"
+        one.mkdir()
+        shutil.copyfile(first, one / first.name)
+        args = cmd + ["analyze", str(one), "--out", str(Path(tmp) / "out"), "--workers", str(workers),
+                      "--no-progress"] + (["--excerpt", str(excerpt_s)] if excerpt_s is not None else [])
+        t0 = time.perf_counter()
+        subprocess.run(args, capture_output=True, text=True)
+        return time.perf_counter() - t0
 
 
 _STARTUP = """
@@ -267,12 +310,14 @@ def report(r: dict) -> str:
         if "skipped" in cli:
             lines.append(f"crate-dask analyze throughput: skipped ({cli['skipped']})")
         else:
-            lines += [f"| crate-dask analyze (partition size {cli['partition_size']}) | files | wall s | files/s |",
-                      "|---|---|---|---|"]
+            lines += [f"| crate-dask analyze (partition size {cli['partition_size']}) | files | wall s | files/s "
+                      "| fixed start-up s | files/s after start-up |", "|---|---|---|---|---|---|"]
             for w in (1, 2):
                 c = cli[f"workers_{w}"]
-                lines.append(f"| --workers {w} | {c['files']} | {c['wall_s']:.1f} | {c['files_per_s']:.2f} |")
-            lines.append(f"\nspeedup 2 workers vs 1: {cli['speedup']:.2f}x")
+                lines.append(f"| --workers {w} | {c['files']} | {c['wall_s']:.1f} | {c['files_per_s']:.2f} "
+                             f"| {c['fixed_s']:.1f} | {c['steady_files_per_s']:.2f} |")
+            lines.append(f"\nspeedup 2 workers vs 1: {cli['speedup']:.2f}x wall, {cli['steady_speedup']:.2f}x "
+                         "after start-up")
     st = r.get("startup")
     if st is not None:
         lines.append("")
