@@ -17,7 +17,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 #: Files per second per worker used for estimates before a run has measured its own (this machine, 2026).
-DEFAULT_RATES = {"metadata": 1500.0, "audio": 3.0}
+DEFAULT_RATES = {"metadata": 2000.0, "audio": 2.5}
 WARN_FILES, STRONG_WARN_FILES = 10_000, 25_000
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)   # no hard wraps in logs
