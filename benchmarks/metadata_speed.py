@@ -190,8 +190,8 @@ def main() -> None:
         print(json.dumps(res, indent=1))
         return
     print(f"library: {n:,} files (generated in {gen_s:.0f} s), {os.cpu_count()} cores, {a.workers} workers")
-    print(f"| run | wall s | files/s | files/s per core | vs baseline |")
-    print(f"|---|---|---|---|---|")
+    print("| run | wall s | files/s | files/s per core | vs baseline |")
+    print("|---|---|---|---|---|")
     print(f"| mutagen loop, 1 process (baseline) | {base_s:.1f} | {base_rate:,.0f} | {base_rate:,.0f} | 1.00x |")
     print(f"| crate-dask --metadata-only, {a.workers} workers | {first['wall_s']:.1f} | {rate:,.0f} | "
           f"{rate / a.workers:,.0f} | {rate / base_rate:.2f}x |")

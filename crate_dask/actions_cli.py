@@ -65,7 +65,7 @@ def _plan_then(out, plan_fn, apply_fn, options, *, do_apply, sequential, workers
     click.echo(f"plan dataset: {s.op.plan_dir}  (pandas.read_parquet)")
     if do_apply:
         done = s.counts
-        click.echo(f"applied: " + (", ".join(f"{k} {v}" for k, v in sorted(done.items())) or "nothing to do"))
+        click.echo("applied: " + (", ".join(f"{k} {v}" for k, v in sorted(done.items())) or "nothing to do"))
         click.echo(f"undo with: crate-dask undo {out}")
     else:
         click.echo(f"dry run: no file was changed; add --apply to {noun}.")

@@ -76,8 +76,8 @@ def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings) -> dic
     key = estimate_key(y, sr=sr, profile=settings.key_profile)
     lufs = integrated_loudness(y, sr=sr, dual_mono=True)
     return {
-        "bpm": float(tempo.bpm),
-        "bpm_alt": float(tempo.bpm_alt),
+        "bpm": round(float(tempo.bpm), 2),          # sub-BPM precision is what the estimator resolves
+        "bpm_alt": round(float(tempo.bpm_alt), 2),
         "bpm_confidence": round(float(tempo.confidence), 4),
         "key": key.key,
         "key_camelot": key.camelot,

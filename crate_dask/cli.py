@@ -7,10 +7,8 @@ The scheduler is chosen here and nowhere else.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import click
 from . import __version__
 from .config import Settings, build_settings, default_config_path
 from .errors import FatalError
-from .report import console, format_duration, print_json, print_sample
+from .report import console, print_json, print_sample
 
 EXIT_FATAL, EXIT_CANCELLED = 1, 130
 

@@ -15,7 +15,6 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -151,8 +150,3 @@ def _validate(s: Settings) -> None:
         raise FatalError("excerpt_s must be positive (or unset for the whole track)")
     if a.file_timeout_s <= 0:
         raise FatalError("file_timeout_s must be positive")
-
-
-def replace(settings: Settings, **run_changes: Any) -> Settings:
-    """A copy of ``settings`` with some run settings changed."""
-    return dataclasses.replace(settings, run=dataclasses.replace(settings.run, **run_changes))

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import pyarrow.parquet as pq
 
 from .config import AnalysisSettings
-from .scan import FileEntry, display_path, library_path
+from .scan import FileEntry, library_path
 from .schema import AUDIO_COLUMNS, to_table
 from .stages import content_id, file_facts, process_file
 
@@ -144,8 +144,3 @@ def _metadata(settings: AnalysisSettings) -> AnalysisSettings:
     import dataclasses
 
     return dataclasses.replace(settings, metadata_only=True)
-
-
-def relpath_key(relpath: str) -> str:
-    """The relpath as stored in rows (display form)."""
-    return display_path(relpath)

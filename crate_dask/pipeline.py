@@ -233,8 +233,3 @@ def execute(rp: RunPlan, client, *, on_partition: Callable[[dict], None],
             on_partition(summary)
     finally:
         client.cancel(futures)
-
-
-def with_force(settings: Settings) -> Settings:
-    """``settings`` with ``force`` set."""
-    return dataclasses.replace(settings, run=dataclasses.replace(settings.run, force=True))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .errors import FatalError
 
@@ -124,13 +123,3 @@ def library_path(root: str, relpath: str) -> str:
 def rel_sort_key(relpath: str) -> tuple[str, ...]:
     """The scan order: by path components (so 'a/b' sorts before 'a b')."""
     return tuple(relpath.split("/"))
-
-
-def default_root_check(root: str | os.PathLike) -> Path:
-    """Validate a library root for the CLI."""
-    p = Path(root).expanduser()
-    if not p.exists():
-        raise FatalError(f"library folder not found: {p}")
-    if not p.is_dir():
-        raise FatalError(f"not a folder: {p}")
-    return p.resolve()

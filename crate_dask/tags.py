@@ -21,7 +21,7 @@ import re
 from typing import Any, Mapping
 
 import mutagen
-from mutagen.id3 import ID3, ID3NoHeaderError
+from mutagen.id3 import ID3
 
 from .errors import UnreadableFileError
 

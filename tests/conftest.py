@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from crate_dask.demo import write_audio
 from crate_dask.tags import write_tags

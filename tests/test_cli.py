@@ -1,7 +1,6 @@
 """The real `crate-dask` command in subprocesses: resume after SIGKILL, cancel, fatal errors, JSON, status."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess

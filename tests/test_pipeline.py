@@ -1,7 +1,6 @@
 """The pipeline on a real LocalCluster (worker processes): partitions, resume, reuse, provenance."""
 
 import os
-import shutil
 
 import pandas as pd
 import pyarrow.parquet as pq

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import soundfile as sf
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings, strategies as st

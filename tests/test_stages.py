@@ -2,7 +2,6 @@
 
 import os
 
-import pytest
 
 from crate_dask.config import AnalysisSettings
 from crate_dask.scan import FileEntry, scan_library
