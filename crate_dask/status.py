@@ -44,7 +44,16 @@ def collect_status(out: str | Path, *, scan: bool = True) -> dict[str, Any]:
     else:
         st.update(scanned=False, partitions_planned=len(state.get("boundaries", [])))
     st["stale_files_kept"] = len(list_parts(out, stale=True))
+    st["operations"] = _operations(out)
     return st
+
+
+def _operations(out: Path) -> list[dict[str, Any]]:
+    """Rename and tag operations (newest last): what `undo` would revert, and anything interrupted."""
+    from .journal import list_operations
+
+    return [{"kind": op.kind, "id": op.op_id, "status": op.status} for op in list_operations(out)
+            if op.status != "planned"]
 
 
 def _runs(out: Path) -> list[dict]:
@@ -88,6 +97,11 @@ def print_status(st: dict[str, Any]) -> None:
                   + (f"  ({', '.join(f'{k}: {v}' for k, v in st['errors_by_stage'].items())})"
                      if st["errors_by_stage"] else ""))
     console.print(f"modes: {st['modes']}  versions: {st['versions']}")
+    for op in st["operations"][-5:]:
+        hint = {"applied": "  (crate-dask undo reverts it)",
+                "applying": "  (interrupted: rerun the same command to finish, or crate-dask undo)",
+                "undoing": "  (interrupted: run crate-dask undo again)"}.get(op["status"], "")
+        console.print(f"{op['kind']} {op['id']}: {op['status']}{hint}")
     if st.get("last_run"):
         lr = st["last_run"]
         console.print(f"last run: {lr.get('time')} {lr.get('status')} ({lr.get('mode')}, {lr.get('seconds')} s)")

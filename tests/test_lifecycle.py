@@ -54,6 +54,9 @@ def test_rename_tag_undo_keep_the_audio_analysis(tmp_path):
     assert (tagged["tag_key"] == tagged["key_camelot"]).all()
     pd.testing.assert_series_equal(tagged["analysis_s"], first["analysis_s"])   # audio not re-analysed
 
+    st = json.loads(run_cli("status", str(out), "--json").stdout)
+    assert [(o["kind"], o["status"]) for o in st["operations"]] == [("rename", "applied"), ("tag", "applied")]
+
     r = run_cli("undo", str(out), "--all")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in lib.iterdir()) == sorted(f"{i:02d} untitled.{e}" for i, (e, _, _) in
