@@ -10,7 +10,6 @@ Used by the CLI, the pipeline scripts and notebooks alike::
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ from .config import Settings
 from .errors import FatalError
 from .pipeline import RunPlan, commit_plan, execute, prepare
 from .report import RunProgress, console, format_duration, rate_per_worker, size_warning
-from .store import (RUNS_FILE, append_run_log, clear_file_lists, clear_stale, exclusive, prepare_out,
-                    read_parts_info)
+from .store import (append_run_log, clear_file_lists, clear_stale, exclusive, prepare_out, read_parts_info,
+                    read_run_log)
 
 
 def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, client=None) -> dict[str, Any]:
@@ -59,7 +58,7 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float) -> dic
     workers = 1 if settings.run.sequential else (settings.run.workers or default_workers())
     _print_plan(rp, mode)
     warning = size_warning(rp.files_todo, mode=mode, workers=workers,
-                           rate=rate_per_worker(_history(out), mode), partition_size=settings.run.partition_size)
+                           rate=rate_per_worker(read_run_log(out), mode), partition_size=settings.run.partition_size)
     if warning:
         console.print(f"[yellow]{warning}[/]")
     summary: dict[str, Any] = {
@@ -166,13 +165,6 @@ def _fill(summary: dict, rp: RunPlan, computed: list[dict], failures: list[str],
     if summary["files_computed"] >= 200 and work_s > 0:
         # the measured rate for time estimates of later runs (reused rows would inflate it)
         summary["files_per_s_per_worker"] = round(summary["files_computed"] / work_s, 2)
-
-
-def _history(out: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in (out / RUNS_FILE).read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return []
 
 
 def _print_plan(rp: RunPlan, mode: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import pyarrow.parquet as pq
 
 from .config import AnalysisSettings, Settings, build_settings
 from .errors import FatalError
-from .store import RUNS_FILE, list_parts, load_state, read_parts_info
+from .store import list_parts, load_state, read_parts_info, read_run_log
 
 
 def collect_status(out: str | Path, *, scan: bool = True) -> dict[str, Any]:
@@ -21,7 +20,7 @@ def collect_status(out: str | Path, *, scan: bool = True) -> dict[str, Any]:
     infos = read_parts_info(out)
     if not state and not infos:
         raise FatalError(f"no crate_dask results in {out}")
-    runs = _runs(out)
+    runs = read_run_log(out)
     last = runs[-1] if runs else {}
     st: dict[str, Any] = {"out": str(out), "library": state.get("root"), "partitions_on_disk": len(infos),
                           "rows": sum(i.rows for i in infos.values()),
@@ -54,13 +53,6 @@ def _operations(out: Path) -> list[dict[str, Any]]:
 
     return [{"kind": op.kind, "id": op.op_id, "status": op.status} for op in list_operations(out)
             if op.status != "planned"]
-
-
-def _runs(out: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in (out / RUNS_FILE).read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return []
 
 
 def _last_settings(last: dict, state: dict) -> Settings:

@@ -206,6 +206,21 @@ def append_run_log(out: str | os.PathLike, record: dict[str, Any]) -> None:
         fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}) + "\n")
 
 
+def read_run_log(out: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of ``_runs.jsonl``, oldest first ([] if there is none)."""
+    try:
+        text = (Path(out) / RUNS_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue   # a line cut short by a crash
+    return records
+
+
 def read_results(out: str | os.PathLike, columns: list[str] | None = None):
     """The results dataset as a pandas DataFrame (one row per audio file)."""
     import pandas as pd
