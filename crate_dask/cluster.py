@@ -82,6 +82,8 @@ def connect(run: RunSettings) -> Iterator["Client | None"]:  # noqa: F821
 def dashboard_link(client) -> str | None:
     """The dashboard URL of ``client``'s cluster, if it serves one."""
     try:
+        if "dashboard" not in client.scheduler_info().get("services", {}):
+            return None   # a scheduler started with --no-dashboard
         return client.dashboard_link
     except Exception:
         return None

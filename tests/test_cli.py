@@ -182,6 +182,7 @@ def test_existing_cluster_via_scheduler_address(tmp_path):
         assert r.returncode == 0, r.stderr
         s = json.loads(r.stdout)
         assert s["rows"] == 15 and s["workers"] == 2 and s["partitions_computed"] == 4
+        assert s["dashboard"] is None          # the scheduler was started with --no-dashboard
         assert len(pd.read_parquet(tmp_path / "out")) == 15
     finally:
         for p in procs:
