@@ -81,9 +81,16 @@ def connect(run: RunSettings) -> Iterator["Client | None"]:  # noqa: F821
 
 def dashboard_link(client) -> str | None:
     """The dashboard URL of ``client``'s cluster, if it serves one."""
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
     try:
-        if "dashboard" not in client.scheduler_info().get("services", {}):
-            return None   # a scheduler started with --no-dashboard
-        return client.dashboard_link
+        link = client.dashboard_link
+        # A scheduler started with --no-dashboard still serves HTTP on that port, answering 404.
+        # HEAD does not open a dashboard session (a GET would, and keep it updating).
+        with urlopen(Request(link, method="HEAD"), timeout=3):
+            return link
+    except HTTPError as exc:
+        return None if exc.code == 404 else link
     except Exception:
         return None
