@@ -177,13 +177,15 @@ def test_existing_cluster_via_scheduler_address(tmp_path):
         from distributed import Client
         with Client(address) as c:
             c.wait_for_workers(2, timeout=60)
-        r = run_cli("analyze", str(lib), "--out", str(tmp_path / "out"), "--metadata-only", "--scheduler",
+        # the full analysis: each external worker starts its own analysis child process
+        r = run_cli("analyze", str(lib), "--out", str(tmp_path / "out"), "--scheduler",
                     address, "--partition-size", "4", "--json")
         assert r.returncode == 0, r.stderr
         s = json.loads(r.stdout)
-        assert s["rows"] == 15 and s["workers"] == 2 and s["partitions_computed"] == 4
+        assert s["rows"] == 15 and s["workers"] == 2 and s["partitions_computed"] == 4 and s["errors"] == 0
         assert s["dashboard"] is None          # the scheduler was started with --no-dashboard
-        assert len(pd.read_parquet(tmp_path / "out")) == 15
+        df = pd.read_parquet(tmp_path / "out")
+        assert len(df) == 15 and (df["analysis_note"] == "too short").all() and df["analysis_s"].notna().all()
     finally:
         for p in procs:
             p.terminate()
