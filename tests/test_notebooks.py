@@ -13,7 +13,7 @@ from crate_dask.demo import make_demo_library
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 # what each notebook must print about the demo results (6 tracks + 4 broken files)
 EXPECT = {
-    "01_explore_results.ipynb": ["10 files in", "3 of 10 files have an error"],
+    "01_explore_results.ipynb": ["10 files in", "3 of 10 files have an error", "mixes with "],
     "02_preview_rename.ipynb": ["10 files", "'rename': 6", "'error-row': 3"],
 }
 
