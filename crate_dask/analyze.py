@@ -126,7 +126,11 @@ class EarlyCluster:
             self._error = exc
 
     def __enter__(self):
-        self._thread.join()
+        try:
+            self._thread.join()
+        except BaseException:   # Ctrl-C while the cluster starts: still close what was started
+            self.close()
+            raise
         if self._error is not None:
             raise self._error
         return self._client
