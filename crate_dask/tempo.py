@@ -23,7 +23,12 @@ The method, in three steps, all plain numpy:
    prior settles what the drums leave open, e.g. half-time dubstep at 140 vs
    70 when both are in range, and keeps the octave from depending on how wide
    the range is; it is weak enough that a kick on every beat at 174 is not
-   halved. The BPM is then refined on a
+   halved. When the vote picked one of two octaves that both fit, the backbeat
+   may move it: a snare (150 Hz-4 kHz, loud onsets only) that repeats every two
+   beats of one octave, in antiphase with the kick (below 150 Hz), marks that
+   octave (hip-hop at 87 with eighth hats; drum and bass at 174 with ghost
+   snares). It overrides the vote only when clear, so music without a
+   kick/snare backbeat keeps it. The BPM is then refined on a
    0.02 BPM grid by maximising the energy of the first four harmonics in a
    heavily zero-padded Fourier transform of the envelope, i.e. by fitting one
    beat grid to the whole excerpt, so that a 128.0 BPM track comes out at 128.0
@@ -64,6 +69,11 @@ _PREFERRED_BPM = 120.0       # centre of the octave prior
 _PREFERRED_WIDTH = 0.7       # its standard deviation, in octaves
 _METRIC_LEVELS = np.array([1.0, 2.0])  # beat and 2x / one and two beat periods
 _OCTAVE_BAND_HZ = 1500.0     # bands above this (hats, cymbals) do not vote on the octave
+_SNARE_BAND_HZ = (150.0, 4000.0)  # snare/clap body and crack, above the kick
+_BACKBEAT_PERIOD_S = (0.5, 1.6)   # plausible snare periods (two beats of 75-240 BPM)
+_BACKBEAT_SLOW = 0.45        # snare strength at half the slow tempo / at the slow tempo above which it wins
+_BACKBEAT_FAST = 0.25        # ... below which the faster octave wins
+_ANTIPHASE = -0.3          # cosine of the kick-snare phase difference over two beats (-1: a beat apart)
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,7 @@ def estimate_tempo(y: np.ndarray, *, sr: float, bpm_range: tuple[float, float] =
     if float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < SILENCE_RMS:
         return _no_tempo("silent")
 
-    env, env_low, fps = _onset_envelope(y.astype(np.float32, copy=False), float(sr))
+    env, env_low, env_snare, env_kick, fps = _onset_envelope(y.astype(np.float32, copy=False), float(sr))
     if not np.any(env > 0):
         return _no_tempo("no periodic onsets")
     n_fft = 1 << int(math.ceil(math.log2(max(fps * 60.0 / _BPM_STEP, 4 * env.size))))
@@ -189,6 +199,7 @@ def estimate_tempo(y: np.ndarray, *, sr: float, bpm_range: tuple[float, float] =
     spectrum_low, acf_low = _periodicity(env_low, n_fft) if np.any(env_low > 0) else (spectrum, acf)
     scores = [_octave_salience(spectrum_low, acf_low, hz_per_bin, fps, c) for c in refined]
     best = int(np.argmax(scores))
+    best = _backbeat(env_snare, env_kick, fps, refined, best)
     bpm = refined[best]
 
     # Random onsets also line up with some tempo a little, less so the longer the excerpt.
@@ -223,9 +234,9 @@ def _check_range(bpm_range: tuple[float, float]) -> tuple[float, float]:
     return low, high
 
 
-def _onset_envelope(y: np.ndarray, sr: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _onset_envelope(y: np.ndarray, sr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """Half-wave rectified, locally centred log-band spectral flux (all bands, bands below
-    ``_OCTAVE_BAND_HZ``) and its frame rate."""
+    ``_OCTAVE_BAND_HZ``, loud onsets in ``_SNARE_BAND_HZ``) and its frame rate."""
     # Onsets need no more than ~5 kHz of bandwidth; summing q neighbours is a
     # cheap anti-alias filter and makes the STFT 2-4x cheaper.
     q = max(1, int(sr // 8000))
@@ -244,15 +255,22 @@ def _onset_envelope(y: np.ndarray, sr: float) -> tuple[np.ndarray, np.ndarray, f
     edges = np.unique(np.searchsorted(freqs, np.geomspace(30.0, sr_d / 2, 25)))
     bands = np.add.reduceat(power, edges[:-1], axis=1)
     # Relative to each band's own level: a quiet hi-hat band counts as much as the kick band.
-    bands = np.log1p(bands / (1e-3 * bands.mean(axis=0) + 1e-12))
+    level = bands.mean(axis=0) + 1e-12
+    # Snares: only onsets near the band's mean level count, so that quiet hi-hat
+    # leakage and ghost notes do not fill in the snare's own period.
+    lo_i, hi_i = np.searchsorted(freqs[edges[:-1]], _SNARE_BAND_HZ)
+    loud = np.maximum(np.diff(np.log1p(bands / level), axis=0), 0.0)
+    snare = loud[:, lo_i:hi_i].mean(axis=1) if hi_i > lo_i else np.zeros(loud.shape[0])
+    kick = loud[:, :lo_i].mean(axis=1) if lo_i > 0 else np.zeros(loud.shape[0])
+    bands = np.log1p(bands / (1e-3 * level))
     rise = np.maximum(np.diff(bands, axis=0), 0.0)
     n_low = max(1, int(np.searchsorted(freqs[edges[1:-1]], _OCTAVE_BAND_HZ, side="right")))
     # Remove slow loudness changes (crescendos, breakdowns) that are not beats.
     width = int(round(_FRAME_RATE))
     box = np.ones(width) / width
     full, low = rise.mean(axis=1), rise[:, :n_low].mean(axis=1)
-    return (np.maximum(full - np.convolve(full, box, mode="same"), 0.0).astype(np.float64),
-            np.maximum(low - np.convolve(low, box, mode="same"), 0.0).astype(np.float64), sr_d / hop)
+    return (*(np.maximum(e - np.convolve(e, box, mode="same"), 0.0).astype(np.float64) for e in (full, low, snare, kick)),
+            sr_d / hop)
 
 
 def _periodicity(env: np.ndarray, n_fft: int) -> tuple[np.ndarray, np.ndarray]:
@@ -284,6 +302,52 @@ def _octave_salience(spectrum: np.ndarray, acf: np.ndarray, hz_per_bin: float, f
     auto = np.maximum(np.interp(lags, np.arange(acf.size), acf, right=0.0), 0.0)
     prior = math.exp(-0.5 * (math.log2(bpm / _PREFERRED_BPM) / _PREFERRED_WIDTH) ** 2)
     return float(fourier.sum() * auto.sum()) * prior
+
+
+def _backbeat(env_snare: np.ndarray, env_kick: np.ndarray, fps: float, refined: list[float], best: int) -> int:
+    """Move the voted octave by one when kick and snare say it is a backbeat at the other one.
+
+    In most popular styles the snare or clap falls on beats 2 and 4 and the kick on
+    1 (and 3): at half the tempo (a two-beat period) the snare's Fourier component
+    is strong and in antiphase with the kick's. A snare that repeats every 2 beats
+    of the slower octave keeps a strong component at half the slower tempo; one
+    that repeats every 2 beats of the faster octave (drum and bass, fast
+    four-on-the-floor) cancels there. The vote is only overridden when the ratio
+    of the two components is clearly on one side and the backbeat is confirmed by
+    the kick, so that music without drums (where every band moves on every beat)
+    keeps the vote.
+    """
+    if len(refined) < 2 or not np.any(env_snare > 0) or not np.any(env_kick > 0):
+        return best
+    t = np.arange(env_snare.size) / fps
+    noise = _NOISE_COHERENCE_1S / math.sqrt(env_snare.size / fps)
+
+    def component(env: np.ndarray, bpm: float) -> complex:
+        return complex(np.dot(env - env.mean(), np.exp(-2j * math.pi * bpm / 60.0 * t))) / max(float(env.sum()), 1e-12)
+
+    def backbeat(two_beat_bpm: float) -> bool:
+        """Snare clearly periodic over two beats, in antiphase with the kick."""
+        snare, kick = component(env_snare, two_beat_bpm), component(env_kick, two_beat_bpm)
+        if abs(snare) < 3.0 * noise or abs(kick) < 3.0 * noise:
+            return False
+        return (snare * kick.conjugate()).real / (abs(snare) * abs(kick)) < _ANTIPHASE
+
+    def ratio(slow: float) -> float:
+        """Snare component at half the slow tempo over that at the slow tempo."""
+        return abs(component(env_snare, slow / 2.0)) / max(abs(component(env_snare, slow)), 1e-12)
+
+    bpm = refined[best]
+    slower = [i for i, b in enumerate(refined) if abs(2.0 * b - bpm) < 0.01 * bpm]
+    faster = [i for i, b in enumerate(refined) if abs(b - 2.0 * bpm) < 0.02 * bpm]
+    plausible = lambda slow: _BACKBEAT_PERIOD_S[0] <= 120.0 / slow <= _BACKBEAT_PERIOD_S[1]
+    if slower and plausible(refined[slower[0]]):
+        slow = refined[slower[0]]
+        if ratio(slow) > _BACKBEAT_SLOW and backbeat(slow / 2.0):
+            return slower[0]
+    if faster and plausible(bpm):
+        if ratio(bpm) < _BACKBEAT_FAST and backbeat(bpm):
+            return faster[0]
+    return best
 
 
 def _harmonic_energy(spectrum: np.ndarray, hz_per_bin: float, bpm: np.ndarray) -> np.ndarray:
