@@ -10,8 +10,8 @@ unknown) and the audio under ``DATASET_DIR/audio``.
 
 By default the real pipeline runs: ``crate-dask analyze DATASET_DIR/audio --out
 TMP --no-progress`` in a subprocess, then ``pandas.read_parquet(TMP)``, rows
-matched by file name. ``--direct`` calls :func:`crate_dask.audio.load_excerpt`
-and :func:`crate_dask.analysis.analyze_signal` in this process instead (no CLI,
+matched by file name. ``--direct`` calls :func:`crate_dask.library.audio.load_excerpt`
+and :func:`crate_dask.features.signal.analyze_signal` in this process instead (no CLI,
 no Dask). ``--baseline`` adds the naive librosa pipeline (whole track at 22050
 Hz, ``beat_track``, ``chroma_cqt``, Krumhansl template) side by side.
 
@@ -98,10 +98,10 @@ def load_annotations(dataset: Path) -> pd.DataFrame:
 
 def run_direct(paths: list[Path], excerpt_s: float | None) -> pd.DataFrame:
     """crate_dask's estimates, computed in this process."""
-    from crate_dask.analysis import analyze_signal
-    from crate_dask.audio import load_excerpt
     from crate_dask.config import AnalysisSettings
     from crate_dask.errors import FileProblem
+    from crate_dask.features.signal import analyze_signal
+    from crate_dask.library.audio import load_excerpt
 
     settings = AnalysisSettings() if excerpt_s is None else AnalysisSettings(excerpt_s=excerpt_s)
     rows = []
@@ -170,7 +170,7 @@ def naive_load(path) -> tuple[np.ndarray, int]:
     try:
         return librosa.load(path, sr=22050, mono=True)
     except Exception:
-        from crate_dask.audio import load_excerpt
+        from crate_dask.library.audio import load_excerpt
 
         return load_excerpt(path, sr=22050, excerpt_s=None).y, 22050
 

@@ -6,8 +6,8 @@ Usage::
 
 On the same audio files of ``DIR`` (recursively), in one run:
 
-a. decode only: :func:`crate_dask.audio.load_excerpt` with the default settings;
-b. the full crate_dask analysis: decode + :func:`crate_dask.analysis.analyze_signal`;
+a. decode only: :func:`crate_dask.library.audio.load_excerpt` with the default settings;
+b. the full crate_dask analysis: decode + :func:`crate_dask.features.signal.analyze_signal`;
 c. the naive baseline: ``librosa.load`` of the whole file at 22050 Hz,
    ``librosa.beat.beat_track``, ``librosa.feature.chroma_cqt`` and a
    Krumhansl key template (its stages are timed separately);
@@ -19,7 +19,7 @@ track (per minute x 4) and per file, with the ratio to the baseline. Then
 d. throughput of whole ``crate-dask analyze DIR --out TMP --workers 1`` and
    ``--workers 2`` runs (files/s, wall clock, speedup of 2 workers over 1);
 e. worker start-up: a fresh process importing crate_dask (and librosa) and
-   running :func:`crate_dask.analysis.warm_up`, with a cold numba cache (an
+   running :func:`crate_dask.features.signal.warm_up`, with a cold numba cache (an
    empty ``NUMBA_CACHE_DIR``) and a warm one.
 
 Goals: full analysis <= 0.30 CPU-s per 4-minute track and >= 8x cheaper than the
@@ -94,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def per_file_costs(files: list[Path], excerpt_s: float | None, *, baseline: bool) -> dict:
-    from crate_dask.analysis import analyze_signal, warm_up
-    from crate_dask.audio import load_excerpt
     from crate_dask.config import AnalysisSettings
     from crate_dask.errors import FileProblem
+    from crate_dask.features.signal import analyze_signal, warm_up
+    from crate_dask.library.audio import load_excerpt
 
     settings = AnalysisSettings() if excerpt_s is None else AnalysisSettings(excerpt_s=excerpt_s)
     warm_up(settings=settings)
@@ -146,8 +146,8 @@ def _warm_up_librosa() -> None:
 
 def decode_by_format(files: list[Path], excerpt_s: float | None) -> dict:
     """CPU seconds per file of excerpt vs whole-file decoding, by file extension."""
-    from crate_dask.audio import load_excerpt
     from crate_dask.config import AnalysisSettings
+    from crate_dask.library.audio import load_excerpt
 
     settings = AnalysisSettings() if excerpt_s is None else AnalysisSettings(excerpt_s=excerpt_s)
     out: dict[str, dict[str, float]] = {}
@@ -197,11 +197,11 @@ def naive_costs(path: Path) -> dict[str, float]:
 
 def _cli_command() -> list[str] | None:
     try:
-        import crate_dask.cli  # noqa: F401
+        import crate_dask.cli.main  # noqa: F401
     except ImportError:
         return None
     exe = shutil.which("crate-dask")
-    return [exe] if exe else [sys.executable, "-c", "import sys; from crate_dask.cli import main; sys.exit(main())"]
+    return [exe] if exe else [sys.executable, "-c", "import sys; from crate_dask.cli.main import main; sys.exit(main())"]
 
 
 def _linked_copies(library: Path, copies: int, dest: Path) -> Path:
@@ -277,11 +277,11 @@ def _fixed_cost(cmd: list[str], library: Path, workers: int, excerpt_s: float | 
 _STARTUP = """
 import time
 t0 = time.perf_counter()
-import crate_dask.analysis, crate_dask.audio
+import crate_dask.features.signal, crate_dask.library.audio
 t1 = time.perf_counter()
 import librosa
 t2 = time.perf_counter()
-crate_dask.analysis.warm_up()
+crate_dask.features.signal.warm_up()
 t3 = time.perf_counter()
 print(t1 - t0, t2 - t1, t3 - t2, t3 - t0)
 """

@@ -84,7 +84,8 @@ def drum_loop(n: int, bpm: float, rng: np.random.Generator) -> np.ndarray:
 
 def classical_items(rng: np.random.Generator, n_items: int, workdir: Path):
     """Yield (audio, key, source, bpm) for music21 corpus pieces."""
-    from music21 import corpus, instrument, key as m21key, tempo
+    from music21 import corpus, instrument, tempo
+    from music21 import key as m21key
 
     paths = sorted(str(p) for p in corpus.getPaths() if any(f"/corpus/{d}/" in str(p) for d in CLASSICAL_DIRS)
                    and str(p).endswith((".mxl", ".xml", ".musicxml", ".krn")) and "opus13" not in str(p))

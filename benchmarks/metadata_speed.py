@@ -53,7 +53,7 @@ def _make_originals(folder: Path) -> list[Path]:
 
 
 def _make_chunk(args: tuple[str, list[str], int, int]) -> None:
-    from crate_dask.tags import write_tags
+    from crate_dask.library.tags import write_tags
 
     root, originals, start, stop = args
     data = [Path(o).read_bytes() for o in originals]
@@ -104,7 +104,7 @@ def baseline(root: Path) -> tuple[int, float]:
     """A plain single-process mutagen loop over every audio file."""
     import mutagen
 
-    from crate_dask.scan import scan_library
+    from crate_dask.library.scan import scan_library
 
     files = [os.path.join(root, f.relpath) for f in scan_library(root).files]
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ import mir_eval
 import numpy as np
 import soundfile as sf
 
-from crate_dask import key as keymod
+from crate_dask.features import key as keymod
 
 
 def load(path: Path, sr: int, excerpt_s: float) -> np.ndarray:

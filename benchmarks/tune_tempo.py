@@ -1,4 +1,4 @@
-"""Score ``crate_dask.tempo.estimate_tempo`` on an annotated dataset directory.
+"""Score ``crate_dask.features.tempo.estimate_tempo`` on an annotated dataset directory.
 
 Use it when changing the tempo estimator. The directory must hold an
 ``annotations.csv`` with columns ``file,bpm,source`` (``file`` relative to the
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import librosa
 
-from crate_dask.tempo import estimate_tempo
+from crate_dask.features.tempo import estimate_tempo
 
 
 def accuracy1(est: float, ref: float) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import FatalError
+from crate_dask.errors import FatalError
 
 try:  # Python 3.11+
     import tomllib
@@ -55,8 +55,8 @@ class AnalysisSettings:
 
     def provenance(self) -> dict[str, Any]:
         """The settings that matter for the rows, as a JSON-able dict."""
-        from . import __version__
-        from .schema import SCHEMA_VERSION
+        from crate_dask import __version__
+        from crate_dask.schema import SCHEMA_VERSION
 
         d: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "metadata_only": self.metadata_only}
         if not self.metadata_only:

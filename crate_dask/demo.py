@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .synth import PITCH_CLASSES, track
-from .tags import write_tags
+from crate_dask.library.tags import write_tags
+from crate_dask.synth import PITCH_CLASSES, track
 
 # (extension, soundfile format, subtype, sample rate)
 FORMATS = [("mp3", "MP3", "MPEG_LAYER_III", 44100), ("flac", "FLAC", "PCM_16", 44100),

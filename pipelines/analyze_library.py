@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from crate_dask.analyze import run_analysis
 from crate_dask.config import build_settings, default_config_path
 from crate_dask.errors import FatalError
-from crate_dask.store import read_results
+from crate_dask.run.api import run_analysis
+from crate_dask.store.partitions import read_results
 
 
 def report(out: str) -> str:

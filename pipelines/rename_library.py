@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from crate_dask.cluster import connect
+from crate_dask.actions.naming import DEFAULT_TEMPLATE, parse_template
+from crate_dask.actions.rename import RenameOptions, apply_renames, plan_renames
+from crate_dask.actions.retag import TagOptions, apply_tags, plan_tags
 from crate_dask.config import RunSettings
 from crate_dask.errors import CrateDaskError
-from crate_dask.naming import DEFAULT_TEMPLATE, parse_template
-from crate_dask.rename import RenameOptions, apply_renames, plan_renames
-from crate_dask.tagging import TagOptions, apply_tags, plan_tags
+from crate_dask.run.cluster import connect
 
 
 def main(argv: list[str] | None = None) -> int:

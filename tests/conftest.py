@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from crate_dask.demo import write_audio
-from crate_dask.tags import write_tags
+from crate_dask.library.tags import write_tags
 
 SR = 22050
 

@@ -1,4 +1,4 @@
-"""Tests of crate_dask.analysis (the glue) and crate_dask.loudness, on generated signals."""
+"""Tests of crate_dask.features.signal (the glue) and crate_dask.features.loudness, on generated signals."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from crate_dask.analysis import COLUMNS, analyze_signal, warm_up
 from crate_dask.config import AnalysisSettings
-from crate_dask.loudness import integrated_loudness
+from crate_dask.features.loudness import integrated_loudness
+from crate_dask.features.signal import COLUMNS, analyze_signal, warm_up
 from crate_dask.schema import AUDIO_COLUMNS
 
 SR = 22050

@@ -1,4 +1,4 @@
-"""Tests of crate_dask.audio: real files of every common format, written in tmp_path."""
+"""Tests of crate_dask.library.audio: real files of every common format, written in tmp_path."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 from mutagen.id3 import ID3, TIT2, TPE1
 
-from crate_dask.audio import Excerpt, load_excerpt
 from crate_dask.errors import DecodeError
+from crate_dask.library.audio import Excerpt, load_excerpt
 
 SR_IN = 44100
 

@@ -5,12 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from crate_dask.demo import write_audio
+from crate_dask.library.tags import write_tags
 from crate_dask.synth import track
-from crate_dask.tags import write_tags
-
-from conftest import run_cli
 
 CASES = [("house.mp3", 124.0, "A minor"), ("techno.flac", 132.0, "F# minor"), ("disco.ogg", 118.0, "C major"),
          ("dnb.m4a", 174.0, "D minor"), ("hiphop.wav", 92.0, "Eb major"), ("garage.aiff", 130.0, "G minor"),

@@ -11,11 +11,10 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-
-from crate_dask.store import list_parts
-from crate_dask.report import size_warning
-
 from conftest import make_file, make_library, run_cli
+
+from crate_dask.cli.progress import size_warning
+from crate_dask.store.partitions import list_parts
 
 CLI = [sys.executable, "-m", "crate_dask.cli"]
 
@@ -202,7 +201,7 @@ def test_unreachable_scheduler_is_fatal(tmp_path):
 
 
 def test_one_command_at_a_time_per_results_folder(tmp_path):
-    from crate_dask.store import exclusive
+    from crate_dask.store.partitions import exclusive
 
     make_library(tmp_path / "lib", 2)
     (tmp_path / "out").mkdir()

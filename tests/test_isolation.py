@@ -9,10 +9,10 @@ import time
 import pytest
 
 from crate_dask.config import AnalysisSettings
-from crate_dask.errors import AnalysisTimeout, DecodeError
-from crate_dask.isolation import AudioRunner
-from crate_dask.synth import track
 from crate_dask.demo import write_audio
+from crate_dask.errors import AnalysisTimeout, DecodeError
+from crate_dask.run.isolation import AudioRunner
+from crate_dask.synth import track
 
 SETTINGS = AnalysisSettings(excerpt_s=30.0)
 

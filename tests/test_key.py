@@ -1,4 +1,4 @@
-"""Tests for crate_dask.key: generated harmonic audio in every key, degenerate input, validation."""
+"""Tests for crate_dask.features.key: generated harmonic audio in every key, degenerate input, validation."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import pytest
 import soundfile as sf
 
 from crate_dask.errors import ParameterError
-from crate_dask.key import PROFILES, Key, chroma_profile, estimate_key, key_scores
-from crate_dask.notation import KEYS, PITCH_CLASSES, to_camelot, to_open_key
+from crate_dask.features.key import (
+    PROFILES,
+    Key,
+    chroma_profile,
+    estimate_key,
+    key_scores,
+)
+from crate_dask.features.notation import KEYS, PITCH_CLASSES, to_camelot, to_open_key
 
 SR = 11025
 RNG = np.random.default_rng(0)

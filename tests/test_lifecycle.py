@@ -6,12 +6,11 @@ After crate_dask renames or tags files, the next `analyze` must not re-analyse t
 import json
 
 import pandas as pd
+from conftest import run_cli
 
 from crate_dask.demo import write_audio
+from crate_dask.library.tags import write_tags
 from crate_dask.synth import track
-from crate_dask.tags import write_tags
-
-from conftest import run_cli
 
 TRACKS = [("mp3", 124.0, "A minor"), ("flac", 128.0, "F major"), ("ogg", 98.0, "D minor"),
           ("m4a", 140.0, "G major"), ("aiff", 174.0, "C minor"), ("wav", 122.0, "E minor")]

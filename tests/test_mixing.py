@@ -1,10 +1,11 @@
 import pandas as pd
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crate_dask.errors import ParameterError
-from crate_dask.mixing import compatible_keys, mix_candidates, tempo_ratio
-from crate_dask.notation import KEYS, to_camelot
+from crate_dask.features.mixing import compatible_keys, mix_candidates, tempo_ratio
+from crate_dask.features.notation import KEYS, to_camelot
 
 CAMELOT = [to_camelot(k) for k in KEYS]
 

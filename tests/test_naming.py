@@ -3,9 +3,10 @@
 import unicodedata
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from crate_dask import naming
+from crate_dask.actions import naming
 from crate_dask.errors import ParameterError
 
 

@@ -1,4 +1,4 @@
-"""Tests for crate_dask.notation: the key notation maps are bijections and parse_key inverts them."""
+"""Tests for crate_dask.features.notation: the key notation maps are bijections and parse_key inverts them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crate_dask.errors import ParameterError
-from crate_dask.notation import (KEYS, NOTATIONS, format_key, parse_key, to_camelot, to_id3_key,
-                                 to_open_key)
+from crate_dask.features.notation import (
+    KEYS,
+    NOTATIONS,
+    format_key,
+    parse_key,
+    to_camelot,
+    to_id3_key,
+    to_open_key,
+)
 
 keys = st.sampled_from(KEYS)
 notations = st.sampled_from(NOTATIONS)

@@ -6,9 +6,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from crate_dask.analyze import run_analysis
 from crate_dask.config import build_settings
 from crate_dask.demo import make_demo_library
+from crate_dask.run.api import run_analysis
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 # what each notebook must print about the demo results (6 tracks + 4 broken files)

@@ -5,13 +5,12 @@ import os
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
-from crate_dask.analyze import run_analysis
-from crate_dask.config import build_settings
-from crate_dask.store import list_parts, read_part_info
-from crate_dask.tags import write_tags
-
 from conftest import make_file, make_library
+
+from crate_dask.config import build_settings
+from crate_dask.library.tags import write_tags
+from crate_dask.run.api import run_analysis
+from crate_dask.store.partitions import list_parts, read_part_info
 
 
 @pytest.fixture(scope="module")

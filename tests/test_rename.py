@@ -16,13 +16,16 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from crate_dask import schema, store
-from crate_dask.actions_cli import rename, undo
-from crate_dask.journal import display, undo_last
-from crate_dask.rename import RenameOptions, apply_renames, plan_renames
-from crate_dask.tags import read_tags, write_tags
+from crate_dask import schema
+from crate_dask.actions.plan import display
+from crate_dask.actions.rename import RenameOptions, apply_renames, plan_renames
+from crate_dask.actions.undo import undo_last
+from crate_dask.cli.actions import rename, undo
+from crate_dask.library.tags import read_tags, write_tags
+from crate_dask.store import partitions as store
 
 _SF = {"wav": {}, "flac": {}, "aiff": {"format": "AIFF"}, "mp3": {"format": "MP3"},
        "ogg": {"format": "OGG", "subtype": "VORBIS"}}
@@ -195,7 +198,7 @@ def test_property_plan_apply_undo_restores_every_path_and_hash(tags):
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
-    code = "import sys; from crate_dask.actions_cli import _group; sys.exit(_group())"
+    code = "import sys; from crate_dask.cli.actions import _group; sys.exit(_group())"
     return subprocess.Popen([sys.executable, "-c", code, *args], env={**os.environ, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

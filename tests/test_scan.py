@@ -2,11 +2,10 @@ import os
 from pathlib import Path
 
 import pytest
+from privileges import as_unprivileged
 
 from crate_dask.errors import FatalError
-from crate_dask.scan import is_audio_name, scan_library
-
-from privileges import as_unprivileged
+from crate_dask.library.scan import is_audio_name, scan_library
 
 
 def touch(p: Path, data: bytes = b"x") -> Path:
@@ -89,7 +88,9 @@ def test_missing_library_is_fatal(tmp_path):
         scan_library(tmp_path / "nope")
 
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 _name_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00")
 
@@ -100,8 +101,8 @@ _name_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="
 def test_odd_file_names_survive_a_parquet_round_trip(tmp_path_factory, stems):
     import pandas as pd
 
-    from crate_dask.analyze import run_analysis
     from crate_dask.config import build_settings
+    from crate_dask.run.api import run_analysis
 
     root = tmp_path_factory.mktemp("names")
     lib = root / "lib"

@@ -2,13 +2,12 @@
 
 import os
 
-
-from crate_dask.config import AnalysisSettings
-from crate_dask.scan import FileEntry, scan_library
-from crate_dask.stages import content_id, process_file
-
 from conftest import make_file
 from privileges import as_unprivileged
+
+from crate_dask.config import AnalysisSettings
+from crate_dask.library.scan import FileEntry, scan_library
+from crate_dask.run.stages import content_id, process_file
 
 META = AnalysisSettings(metadata_only=True)
 
@@ -85,7 +84,7 @@ def test_content_id_changes_with_content_not_name(tmp_path):
     q = tmp_path / "renamed.flac"
     p.rename(q)
     assert content_id(str(q), q.stat().st_size) == before
-    from crate_dask.tags import write_tags
+    from crate_dask.library.tags import write_tags
     write_tags(q, {"title": "changed"})
     assert content_id(str(q), q.stat().st_size) != before
 

@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-
-from crate_dask.actions_cli import tag, undo
-from crate_dask.journal import undo_last
-from crate_dask.rename import RenameOptions, apply_renames, moved_paths
-from crate_dask.tagging import TagOptions, apply_tags, plan_tags, tag_writes
-from crate_dask.tags import read_tags
 from test_rename import _cli, build_results
+
+from crate_dask.actions.rename import RenameOptions, apply_renames
+from crate_dask.actions.retag import TagOptions, apply_tags, plan_tags
+from crate_dask.actions.undo import undo_last
+from crate_dask.cli.actions import tag, undo
+from crate_dask.library.tags import read_tags
+from crate_dask.store.history import moved_paths, tag_writes
 
 FORMATS = ["mp3", "flac", "ogg", "m4a", "aiff", "wav"]
 DETECTED = {"bpm": 127.6, "bpm_confidence": 0.9, "key": "A minor", "key_confidence": 0.8}

@@ -1,10 +1,9 @@
 import mutagen
 import pytest
+from conftest import make_file
 
 from crate_dask.errors import UnreadableFileError
-from crate_dask.tags import read_tags, write_tags
-
-from conftest import make_file
+from crate_dask.library.tags import read_tags, write_tags
 
 FORMATS = {"mp3": ("mp3", "mp3"), "flac": ("flac", "flac"), "ogg": ("ogg", "vorbis"), "opus": ("opus", "opus"),
            "wav": ("wav", "pcm"), "aiff": ("aiff", "pcm"), "m4a": ("mp4", "aac")}
@@ -40,7 +39,7 @@ def test_bpm_and_key_go_where_each_ecosystem_reads_them(tmp_path, ext, field, ch
 
 
 def test_tags_written_by_other_software_are_read(tmp_path):
-    from mutagen.id3 import ID3, TBPM, TKEY, TRCK, TDRC
+    from mutagen.id3 import ID3, TBPM, TDRC, TKEY, TRCK
 
     p = make_file(tmp_path / "x.mp3")
     id3 = ID3()

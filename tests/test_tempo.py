@@ -1,4 +1,4 @@
-"""Tests for crate_dask.tempo: generated drum patterns and click tracks with known tempi."""
+"""Tests for crate_dask.features.tempo: generated drum patterns and click tracks with known tempi."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crate_dask.errors import ParameterError
+from crate_dask.features.tempo import Tempo, estimate_tempo, fold_bpm
 from crate_dask.synth import track
-from crate_dask.tempo import Tempo, estimate_tempo, fold_bpm
 
 SR = 22050
 DJ_RANGE = (78.0, 180.0)

@@ -1,0 +1,304 @@
+"""Decode audio files to a mono float excerpt at a low sample rate: a thin I/O wrapper.
+
+Each file is decoded once, and only the part that the analysis needs: by
+default a window of ``excerpt_s`` seconds from the middle of the track (DJ
+tracks have beat-less intros and outros), reached by seeking rather than by
+decoding everything before it.
+
+Two decoders cover what DJs meet:
+
+* ``soundfile`` (libsndfile: WAV, AIFF, FLAC, OGG Vorbis, MP3);
+* PyAV (``av``), which bundles its own FFmpeg, so M4A/AAC, ALAC, WMA and the
+  rest decode without a system ``ffmpeg``. Opus goes here too: libsndfile
+  reads it, but FFmpeg's decoder costs a third of the CPU time.
+
+The decoder is chosen by sniffing the first bytes of the file (never from the
+extension, which lies), and the other one is tried if the first fails. Every
+failure becomes :class:`crate_dask.errors.DecodeError`.
+
+>>> import numpy as np, soundfile as sf, tempfile, os
+>>> p = os.path.join(tempfile.mkdtemp(), "tone.flac")
+>>> sf.write(p, np.zeros((44100 * 10, 2), dtype="float32"), 44100)
+>>> ex = load_excerpt(p, sr=22050, excerpt_s=4.0)
+>>> ex.y.shape, ex.y.dtype.name, ex.sr, ex.offset_s, ex.track_duration_s
+((88200,), 'float32', 22050, 3.0, 10.0)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from crate_dask.errors import DecodeError
+
+PathLike = str | os.PathLike | bytes
+
+# A header that promises much more audio than the file holds means a
+# truncated or damaged file: analysing the scrap that decodes would mislead.
+_MIN_DECODED_FRACTION = 0.5
+_SNIFF_BYTES = 64
+
+
+class _Damaged(DecodeError):
+    """A verdict on the file itself: the other decoder would not do better."""
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """Decoded mono audio and where it sits in the track."""
+
+    y: np.ndarray                  #: mono float32 samples
+    sr: int                        #: sample rate of ``y``
+    offset_s: float                #: where the excerpt starts in the track
+    track_duration_s: float | None  #: whole-track duration from the header, if known
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the excerpt in seconds."""
+        return len(self.y) / self.sr
+
+
+def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 120.0) -> Excerpt:
+    """Decode a window from the middle of an audio file to mono float32 at ``sr``.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or bytes
+        The audio file. The format is sniffed from its content.
+    sr : int > 0
+        Output sample rate (resampled with soxr).
+    excerpt_s : float > 0 or None
+        Length of the window, centred on the middle of the track; tracks
+        shorter than this are decoded whole. ``None`` decodes the whole track.
+
+    Returns
+    -------
+    Excerpt
+        ``y`` (mono float32), ``sr``, ``offset_s`` of the window in the track,
+        ``track_duration_s`` (``None`` when the container does not say).
+
+    Raises
+    ------
+    DecodeError
+        The file is missing, empty, not audio, corrupt or truncated, or holds
+        no audio frames.
+
+    Examples
+    --------
+    >>> import numpy as np, soundfile as sf, tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> t = np.arange(48000 * 2) / 48000
+    >>> sf.write(p, np.sin(2 * np.pi * 440 * t), 48000)
+    >>> ex = load_excerpt(p, sr=22050, excerpt_s=None)
+    >>> ex.sr, round(ex.duration_s, 3)
+    (22050, 2.0)
+    """
+    if sr <= 0:
+        raise ValueError(f"sr must be positive, got {sr}")
+    if excerpt_s is not None and excerpt_s <= 0:
+        raise ValueError(f"excerpt_s must be positive or None, got {excerpt_s}")
+    head = _read_head(path)
+    order = (_decode_sndfile, _decode_av) if _sniff(head) == "sndfile" else (_decode_av, _decode_sndfile)
+    problems = []
+    for decode in order:
+        try:
+            y, sr_in, offset_s, track_s, expected_s = decode(path, excerpt_s)
+        except _Damaged as exc:
+            raise DecodeError(f"cannot decode audio: {exc}") from None
+        except DecodeError as exc:
+            problems.append(str(exc))
+            continue
+        if y.size == 0:
+            problems.append(f"truncated: no audio at {offset_s:.1f} s of a track whose header announces "
+                            f"{track_s:.1f} s" if offset_s > 0 and track_s else "no audio frames")
+            continue
+        got_s = len(y) / sr_in
+        if expected_s is not None and got_s < _MIN_DECODED_FRACTION * expected_s:
+            problems.append(f"truncated: decoded {got_s:.1f} s of the {expected_s:.1f} s expected")
+            continue
+        return Excerpt(_resample(y, sr_in, sr), sr, offset_s, track_s)
+    # The decoder that matched the sniffed format has the most relevant message.
+    raise DecodeError(f"cannot decode audio: {problems[0]}")
+
+
+def _read_head(path: PathLike) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+            if head[:3] == b"ID3" and len(head) >= 10:
+                # Skip the ID3v2 tag to see what audio follows it.
+                size = int.from_bytes(bytes(b & 0x7F for b in head[6:10]), "big") + 10
+                fh.seek(size + (10 if head[5] & 0x10 else 0))
+                # Taggers often pad with zeros after the tag; the audio starts after them.
+                head = fh.read(4096).lstrip(b"\0")[:_SNIFF_BYTES]
+                if not head:
+                    raise DecodeError("tags but no audio data after them")
+    except FileNotFoundError:
+        raise DecodeError("file not found") from None
+    except PermissionError:
+        raise DecodeError("permission denied") from None
+    except IsADirectoryError:
+        raise DecodeError("is a directory") from None
+    except OSError as exc:
+        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+    if not head:
+        raise DecodeError("empty file (0 bytes)")
+    return head
+
+
+def _sniff(head: bytes) -> str:
+    """``sndfile`` for what libsndfile reads natively, else ``av``."""
+    if head[:4] == b"OggS" and head[28:36] == b"OpusHead":
+        # libsndfile decodes Opus too, but FFmpeg's decoder is 3x cheaper (measured).
+        return "av"
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"caff", b".snd"):
+        return "sndfile"
+    # MPEG audio frame sync; layer bits 00 would be ADTS AAC, which needs FFmpeg.
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06:
+        return "sndfile"
+    return "av"
+
+
+def _window(track_s: float | None, excerpt_s: float | None) -> tuple[float, float | None]:
+    """(offset_s, length_s or None for "to the end") of the middle window."""
+    if excerpt_s is None or track_s is None or track_s <= excerpt_s:
+        return 0.0, None
+    return (track_s - excerpt_s) / 2.0, excerpt_s
+
+
+def _decode_sndfile(path: PathLike, excerpt_s: float | None):
+    try:
+        with sf.SoundFile(os.fsencode(path) if not isinstance(path, bytes) else path) as f:
+            sr_in, frames = f.samplerate, f.frames
+            _check_chunk_sizes(f.extra_info)
+            track_s = frames / sr_in if 0 < frames < 2**62 else None
+            offset_s, length_s = _window(track_s, excerpt_s)
+            start = int(round(offset_s * sr_in))
+            if start:
+                f.seek(start)
+            n = -1 if length_s is None else int(round(length_s * sr_in))
+            y = f.read(n, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
+        raise DecodeError(f"libsndfile: {_short(exc)}") from None
+    expected = (length_s if length_s is not None else track_s - offset_s) if track_s else None
+    return _mono(y), sr_in, start / sr_in, track_s, expected
+
+
+# libsndfile silently clamps a WAV/AIFF data chunk to what the file holds, and
+# logs "data : 882000 (should be 16)"; only its log tells a cut file from a short one.
+_CHUNK_LOG = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _check_chunk_sizes(log: str) -> None:
+    m = _CHUNK_LOG.search(log or "")
+    if m:
+        declared, actual = int(m.group(1)), int(m.group(2))
+        # 0 and 0xFFFFFFFF are the placeholders of streamed WAVs, not truncation.
+        if 0 < declared < 0xFFFFFF00 and actual < _MIN_DECODED_FRACTION * declared:
+            raise _Damaged(f"truncated: the audio data is {actual} bytes, the header announces {declared}")
+
+
+def _decode_av(path: PathLike, excerpt_s: float | None):
+    import av  # imported lazily: only files libsndfile cannot read need FFmpeg
+
+    try:
+        with av.open(_av_source(path), metadata_errors="replace") as container:
+            if not container.streams.audio:
+                raise DecodeError("FFmpeg: no audio stream")
+            stream = container.streams.audio[0]
+            sr_in = stream.rate or stream.codec_context.sample_rate
+            if not sr_in:
+                raise DecodeError("FFmpeg: unknown sample rate")
+            track_s = _av_duration(container, stream)
+            offset_s, length_s = _window(track_s, excerpt_s)
+            if offset_s > 0:
+                # Seeks to the packet at or before the offset; the samples
+                # before the offset are dropped below.
+                container.seek(int(offset_s * 1_000_000))
+            skip = None
+            want = None if length_s is None else int(round(length_s * sr_in))
+            chunks, have = [], 0
+            for frame in container.decode(stream):
+                a = _frame_to_mono(frame)
+                if skip is None:
+                    t = frame.time
+                    skip = max(0, int(round((offset_s - t) * sr_in))) if t is not None and offset_s else 0
+                if skip:
+                    cut = min(skip, len(a))
+                    a, skip = a[cut:], skip - cut
+                chunks.append(a)
+                have += len(a)
+                if want is not None and have >= want:
+                    break
+    except DecodeError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError, TypeError) as exc:
+        raise DecodeError(f"FFmpeg: {_short(exc)}") from None
+    y = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if want is not None:
+        y = y[:want]
+    expected = (length_s if length_s is not None else track_s - offset_s) if track_s else None
+    return y, sr_in, offset_s, track_s, expected
+
+
+def _av_source(path: PathLike):
+    """A path FFmpeg can open, or an open file when the name is not valid UTF-8."""
+    name = os.fsdecode(path)
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return open(path, "rb")  # closed by the container
+
+
+def _av_duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _frame_to_mono(frame) -> np.ndarray:
+    a = frame.to_ndarray()
+    n_ch = frame.layout.nb_channels
+    if not frame.format.is_planar:
+        a = a.reshape(-1, n_ch).T
+    if a.dtype.kind in "iu":
+        # s16/s32 (e.g. ALAC, PCM in MP4): scale to [-1, 1); u8 is offset binary.
+        bits = a.dtype.itemsize * 8
+        a = a.astype(np.float32)
+        if frame.format.name.startswith("u8"):
+            a -= 128.0
+        a /= 2.0 ** (bits - 1)
+    if a.shape[0] == 1:
+        return a[0].astype(np.float32, copy=False)
+    return np.full(a.shape[0], 1.0 / a.shape[0], dtype=np.float32) @ a
+
+
+def _mono(y: np.ndarray) -> np.ndarray:
+    """Average the channels of a (frames, channels) array."""
+    # A mat-vec product: ten times faster than y.mean(axis=1) on interleaved frames.
+    if y.shape[1] == 1:
+        return np.ascontiguousarray(y[:, 0])
+    return y @ np.full(y.shape[1], 1.0 / y.shape[1], dtype=np.float32)
+
+
+def _resample(y: np.ndarray, sr_in: int, sr: int) -> np.ndarray:
+    if not np.isfinite(y).all():
+        # Corrupt float PCM: a NaN would poison every later FFT.
+        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+    if sr_in != sr:
+        # soxr HQ costs ~0.02 CPU-s per 2 minutes at 44.1k -> 22.05k, a tenth of decoding.
+        y = soxr.resample(y, sr_in, sr, quality="HQ")
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    msg = str(exc).strip() or type(exc).__name__
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
