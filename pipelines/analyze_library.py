@@ -20,6 +20,7 @@ import sys
 
 from crate_dask.config import build_settings, default_config_path
 from crate_dask.errors import FatalError
+from crate_dask.run import events as ev
 from crate_dask.run.api import run_analysis
 from crate_dask.store.partitions import read_results
 
@@ -39,6 +40,24 @@ def report(out: str) -> str:
     return "\n".join(lines)
 
 
+def log_event(event: ev.Event) -> None:
+    """Plain log lines for cron and batch logs (the CLI draws a live bar instead)."""
+    if isinstance(event, ev.PlanReady):
+        print(f"{event.library}: {event.files:,} files, {event.todo} of {event.partitions} partitions to compute",
+              flush=True)
+    elif isinstance(event, ev.Warning):
+        print(f"warning: {event.message}", file=sys.stderr, flush=True)
+    elif isinstance(event, ev.ClusterReady) and event.dashboard:
+        print(f"dashboard: {event.dashboard}", flush=True)
+    elif isinstance(event, ev.PartitionDone):
+        print(f"{event.name}: {event.rows} rows, {event.errors} errors, {event.seconds:.1f} s", flush=True)
+    elif isinstance(event, ev.PartitionFailed):
+        print(f"{event.name} failed: {event.error}", file=sys.stderr, flush=True)
+    elif isinstance(event, ev.RunFinished):
+        s = event.summary
+        print(f"{s['status']}: {s['rows']:,} rows, {s['errors']:,} with errors, {s['seconds']:.1f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("library", help="folder of audio files (scanned recursively)")
@@ -53,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = build_settings(config_file=a.config or default_config_path(), cli={
             "metadata_only": a.metadata_only, "scheduler": a.scheduler, "workers": a.workers,
             "partition_size": a.partition_size})
-        summary = run_analysis(a.library, a.out, settings)
+        summary = run_analysis(a.library, a.out, settings, on_event=log_event)
         print(report(a.out))
     except FatalError as exc:
         print(f"error: {exc}", file=sys.stderr)

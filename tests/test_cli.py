@@ -13,7 +13,7 @@ import psutil
 import pytest
 from conftest import make_file, make_library, run_cli
 
-from crate_dask.cli.progress import size_warning
+from crate_dask.run.estimate import size_warning
 from crate_dask.store.partitions import list_parts
 
 CLI = [sys.executable, "-m", "crate_dask.cli"]

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from crate_dask import __version__
-from crate_dask.cli.progress import console, print_json, print_sample
+from crate_dask.cli.progress import RunDisplay, console, print_json, print_sample
 from crate_dask.config import Settings, build_settings, default_config_path
 from crate_dask.errors import FatalError
 
@@ -103,7 +103,8 @@ def _run_cli(fn) -> None:
 def _analyze(library: Path, out: Path, settings: Settings, *, as_json: bool) -> int:
     from crate_dask.run.api import run_analysis
 
-    summary = run_analysis(library, out, settings)
+    with RunDisplay(progress=settings.run.progress) as display:
+        summary = run_analysis(library, out, settings, on_event=display)
     if as_json:
         print_json(summary)
     return EXIT_CANCELLED if summary["status"] == "cancelled" else (1 if summary["status"] == "failed" else 0)
@@ -115,7 +116,8 @@ def _analyze(library: Path, out: Path, settings: Settings, *, as_json: bool) -> 
 @click.option("--no-scan", is_flag=True, help="Do not rescan the library (faster; cannot tell stale partitions).")
 def status(out: Path, as_json: bool, no_scan: bool) -> None:
     """Show done / pending / stale partitions, rows and errors of a results folder."""
-    from crate_dask.run.status import collect_status, print_status
+    from crate_dask.cli.status import print_status
+    from crate_dask.run.status import collect_status
 
     def go() -> int:
         st = collect_status(out, scan=not no_scan)

@@ -1,8 +1,9 @@
 """What the user sees during and after a run: live progress, warnings, summaries.
 
-Progress wraps the computation instead of living inside it: the pipeline
-calls back once per finished partition, and this module turns that into a
-``rich`` progress bar (files done, files/s, ETA, errors so far) on stderr.
+Progress wraps the computation instead of living inside it: the run API
+reports events (:mod:`crate_dask.run.events`), and :class:`RunDisplay` turns
+them into lines and a ``rich`` progress bar (files done, files/s, ETA, errors
+so far) on stderr.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-#: Files per second per worker used for estimates before a run has measured its own (this machine, 2026).
-DEFAULT_RATES = {"metadata": 2000.0, "audio": 2.5}
-WARN_FILES, STRONG_WARN_FILES = 10_000, 25_000
+from crate_dask.run import events as ev
+from crate_dask.run.estimate import format_duration
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)   # no hard wraps in logs
 
@@ -68,47 +68,75 @@ class RunProgress:
         self._progress.update(self._task, advance=files, errors=self.errors)
 
 
-def rate_per_worker(history: list[dict[str, Any]], mode: str) -> float:
-    """The best-known files/s per worker for ``mode``: the last measured run, else a default."""
-    for rec in reversed(history):
-        if rec.get("mode") == mode and rec.get("files_per_s_per_worker"):
-            return float(rec["files_per_s_per_worker"])
-    return DEFAULT_RATES[mode]
+class RunDisplay:
+    """Render the events of one run: plan and warnings as lines, partitions on a progress bar, the summary.
+
+    Use as a context manager around the run, and pass the instance as ``on_event``;
+    leaving it stops the bar (also when the run is interrupted).
+    """
+
+    def __init__(self, *, progress: bool = True) -> None:
+        self.progress_enabled = progress
+        self._bar: RunProgress | None = None
+        self._files_todo = 0
+
+    def __enter__(self) -> "RunDisplay":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.PlanReady):
+            self._files_todo = event.files_todo
+            _print_plan(event)
+        elif isinstance(event, ev.Warning):
+            console.print(f"[yellow]warning:[/] {event.message}")
+        elif isinstance(event, ev.ClusterReady):
+            if event.dashboard:
+                console.print(f"dashboard: [link={event.dashboard}]{event.dashboard}[/link]")
+            self._bar = RunProgress(self._files_todo, enabled=self.progress_enabled).__enter__()
+        elif isinstance(event, ev.PartitionDone):
+            if self._bar is not None:
+                self._bar.advance(event.rows, event.errors)
+        elif isinstance(event, ev.RunFinished):
+            self._stop()
+            print_summary(event.summary)
 
 
-def size_warning(n_files: int, *, mode: str, workers: int, rate: float, partition_size: int) -> str | None:
-    """A warning with a time estimate and suggestions for large libraries (None below the threshold)."""
-    if n_files <= WARN_FILES:
-        return None
-    eta = n_files / max(rate * workers, 1e-9)
-    lines = [f"{'LARGE LIBRARY' if n_files > STRONG_WARN_FILES else 'Large library'}: {n_files:,} files to "
-             f"analyze; estimated {format_duration(eta)} on {workers} worker(s) at {rate:,.1f} files/s each."]
-    if n_files > STRONG_WARN_FILES:
-        lines.append("This is a long run. It is safe to stop at any time (Ctrl-C) and run the same command "
-                     "again: finished partitions are kept.")
-    tips = []
-    if mode == "audio":
-        tips.append("--metadata-only reads tags only (about 500x faster), then run the audio analysis later")
-    tips.append("--scheduler tcp://HOST:8786 spreads the work over a Dask cluster of several machines "
-                "(the output folder must be shared by all of them)")
-    if partition_size > 2000 or partition_size < 200:
-        tips.append(f"--partition-size 1000 (now {partition_size}) balances resume granularity and overhead")
+def _print_plan(e: ev.PlanReady) -> None:
+    console.print(f"library: {e.library}  ({e.files:,} audio files, {e.partitions} partitions, {e.mode} mode)")
+    if e.done:
+        console.print(f"{e.done} partitions already done, skipped")
+    if e.other_settings:
+        changes = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in e.settings_changes.items())
+        console.print(f"[yellow]{e.other_settings} partitions were analysed with other settings "
+                      f"({changes}); kept as they are. Use --force to recompute them.[/]")
+    if e.todo:
+        console.print(f"{e.todo} partitions to compute ({e.files_todo:,} files)")
     else:
-        tips.append(f"--partition-size {partition_size} is saved after each partition; smaller partitions "
-                    "lose less work on a crash")
-    lines += [f"  - {t}" for t in tips]
-    return "\n".join(lines)
+        console.print("nothing to do: every partition is up to date")
 
 
-def format_duration(seconds: float) -> str:
-    """'3 h 12 min', '4 min 05 s', '12.3 s'."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    m, s = divmod(int(round(seconds)), 60)
-    if m < 60:
-        return f"{m} min {s:02d} s"
-    h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min"
+def print_summary(s: dict) -> None:
+    """The end of a run in a few lines: rows, errors, time, what to do next."""
+    verb = {"complete": "done", "cancelled": "[yellow]cancelled[/]", "failed": "[red]incomplete[/]"}[s["status"]]
+    console.print(f"{verb}: {s['rows']:,} rows ({s['ok']:,} ok, {s['errors']:,} with errors) in "
+                  f"{format_duration(s['seconds'])}; computed {s['files_computed']:,} files, reused "
+                  f"{s['files_reused']:,}" + (f", {s['files_per_s']:,.0f} files/s" if s.get("files_per_s") else ""))
+    if s["status"] == "cancelled":
+        console.print(f"saved {s['partitions_done_before'] + s['partitions_computed']} of {s['partitions']} "
+                      f"partitions; run the same command again to resume.")
+    for f in s.get("failures", [])[:10]:
+        console.print(f"[red]partition failed:[/] {f}")
+    if s["status"] == "failed":
+        console.print("some partitions failed; run the same command again to retry them.")
+    console.print(f"results: {s['out']}  (pandas.read_parquet(\"{s['out']}\"))")
 
 
 def print_sample(out: str, n: int = 10) -> None:

@@ -1,10 +1,13 @@
-"""One ``analyze`` run from start to end: plan, warn, compute on the chosen cluster, summarise.
+"""The run API: one ``analyze`` run from start to end: plan, compute on the chosen cluster, summarise.
 
-Used by the CLI, the pipeline scripts and notebooks alike::
+Used by the CLI, the pipeline scripts and notebooks alike. It never prints:
+what happens is reported through ``on_event`` (see :mod:`crate_dask.run.events`),
+and the summary is returned::
 
     from crate_dask.run.api import run_analysis
     from crate_dask.config import build_settings
-    summary = run_analysis("~/Music", "~/crate-results", build_settings(cli={"metadata_only": True}))
+    summary = run_analysis("~/Music", "~/crate-results", build_settings(cli={"metadata_only": True}),
+                           on_event=print)
 """
 
 from __future__ import annotations
@@ -15,16 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from crate_dask import __version__
-from crate_dask.cli.progress import (
-    RunProgress,
-    console,
-    format_duration,
-    rate_per_worker,
-    size_warning,
-)
 from crate_dask.config import Settings
 from crate_dask.errors import FatalError
+from crate_dask.run import events as ev
 from crate_dask.run.cluster import connect, dashboard_link, default_workers
+from crate_dask.run.estimate import rate_per_worker, size_warning
 from crate_dask.run.graph import RunPlan, commit_plan, execute, prepare
 from crate_dask.store.layout import state_path
 from crate_dask.store.partitions import (
@@ -38,11 +36,14 @@ from crate_dask.store.partitions import (
 )
 
 
-def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, client=None) -> dict[str, Any]:
-    """Analyse ``library`` into ``out``; returns the run summary (also appended to ``OUT/_runs.jsonl``).
+def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, client=None,
+                 on_event: ev.Listener | None = None) -> dict[str, Any]:
+    """Analyse ``library`` into ``out``; returns the run summary (also appended to the run log).
 
     ``client``: an existing ``distributed.Client`` to use (notebooks); otherwise
-    the cluster is chosen from ``settings.run``. Interrupting (Ctrl-C, SIGTERM)
+    the cluster is chosen from ``settings.run``. ``on_event`` is called with
+    each :mod:`~crate_dask.run.events` event as it happens (plan, warnings,
+    cluster, each finished partition, the end). Interrupting (Ctrl-C, SIGTERM)
     returns a summary with status ``cancelled`` after the cluster is closed;
     every partition finished before that is on disk.
     """
@@ -52,10 +53,10 @@ def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, cl
         raise FatalError(f"library folder not found: {library}")
     out = prepare_out(out)
     with exclusive(out, "analyze"):
-        return _run(library, out, settings, client, t0)
+        return _run(library, out, settings, client, t0, on_event or ev.ignore)
 
 
-def _run(library: Path, out: Path, settings: Settings, client, t0: float) -> dict[str, Any]:
+def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: ev.Listener) -> dict[str, Any]:
     # A first run always has work: start the cluster while the library is scanned (saves seconds).
     early = None
     if client is None and not settings.run.sequential and not state_path(out).exists():
@@ -67,14 +68,16 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float) -> dic
             early.close()
         raise
     for problem in rp.scan.problems:
-        console.print(f"[yellow]warning:[/] {problem}")
+        emit(ev.Warning(problem))
     mode = "metadata" if settings.analysis.metadata_only else "audio"
     workers = 1 if settings.run.sequential else (settings.run.workers or default_workers())
-    _print_plan(rp, mode)
+    emit(ev.PlanReady(library=rp.root, files=rp.files_total, partitions=len(rp.plan), done=len(rp.done),
+                      todo=len(rp.todo), files_todo=rp.files_todo, mode=mode,
+                      other_settings=len(rp.kept_other_settings), settings_changes=dict(rp.settings_changes)))
     warning = size_warning(rp.files_todo, mode=mode, workers=workers,
                            rate=rate_per_worker(read_run_log(out), mode), partition_size=settings.run.partition_size)
     if warning:
-        console.print(f"[yellow]{warning}[/]")
+        emit(ev.Warning(warning))
     summary: dict[str, Any] = {
         "status": "complete", "library": rp.root, "out": str(out), "mode": mode, "version": __version__,
         "files": rp.files_total, "partitions": len(rp.plan), "partitions_done_before": len(rp.done),
@@ -92,20 +95,21 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float) -> dic
             with (early or _client(settings, client)) as cl:
                 if cl is not None:
                     summary["dashboard"] = dashboard_link(cl)
-                    if summary["dashboard"]:
-                        console.print(f"dashboard: [link={summary['dashboard']}]{summary['dashboard']}[/link]")
                     summary["workers"] = len(cl.scheduler_info().get("workers", {})) or workers
                 else:
                     summary["workers"] = 1
-                with RunProgress(rp.files_todo, enabled=settings.run.progress) as progress:
-                    def on_partition(s: dict) -> None:
-                        computed.append(s)
-                        progress.advance(s["rows"], s["errors"])
+                emit(ev.ClusterReady(workers=summary["workers"], dashboard=summary["dashboard"]))
 
-                    def on_failure(name: str, exc: BaseException) -> None:
-                        failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                def on_partition(s: dict) -> None:
+                    computed.append(s)
+                    emit(ev.PartitionDone(name=s["name"], rows=s["rows"], errors=s["errors"],
+                                          computed=s["computed"], reused=s["reused"], seconds=s["seconds"]))
 
-                    execute(rp, cl, on_partition=on_partition, on_failure=on_failure)
+                def on_failure(name: str, exc: BaseException) -> None:
+                    failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                    emit(ev.PartitionFailed(name=name, error=f"{type(exc).__name__}: {exc}"))
+
+                execute(rp, cl, on_partition=on_partition, on_failure=on_failure)
         except KeyboardInterrupt:
             summary["status"] = "cancelled"
     t = time.perf_counter() - t0
@@ -117,7 +121,7 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float) -> dic
         summary["status"] = "failed"
         summary["failures"] = failures
     append_run_log(out, {k: v for k, v in summary.items() if k not in ("scan_problems",)})
-    _print_summary(summary)
+    emit(ev.RunFinished(summary))
     return summary
 
 
@@ -183,33 +187,3 @@ def _fill(summary: dict, rp: RunPlan, computed: list[dict], failures: list[str],
     if summary["files_computed"] >= 200 and work_s > 0:
         # the measured rate for time estimates of later runs (reused rows would inflate it)
         summary["files_per_s_per_worker"] = round(summary["files_computed"] / work_s, 2)
-
-
-def _print_plan(rp: RunPlan, mode: str) -> None:
-    n_todo = len(rp.todo)
-    console.print(f"library: {rp.root}  ({rp.files_total:,} audio files, {len(rp.plan)} partitions, {mode} mode)")
-    if rp.done:
-        console.print(f"{len(rp.done)} partitions already done, skipped")
-    if rp.kept_other_settings:
-        changes = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in rp.settings_changes.items())
-        console.print(f"[yellow]{len(rp.kept_other_settings)} partitions were analysed with other settings "
-                      f"({changes}); kept as they are. Use --force to recompute them.[/]")
-    if n_todo:
-        console.print(f"{n_todo} partitions to compute ({rp.files_todo:,} files)")
-    else:
-        console.print("nothing to do: every partition is up to date")
-
-
-def _print_summary(s: dict) -> None:
-    verb = {"complete": "done", "cancelled": "[yellow]cancelled[/]", "failed": "[red]incomplete[/]"}[s["status"]]
-    console.print(f"{verb}: {s['rows']:,} rows ({s['ok']:,} ok, {s['errors']:,} with errors) in "
-                  f"{format_duration(s['seconds'])}; computed {s['files_computed']:,} files, reused "
-                  f"{s['files_reused']:,}" + (f", {s['files_per_s']:,.0f} files/s" if s.get("files_per_s") else ""))
-    if s["status"] == "cancelled":
-        console.print(f"saved {s['partitions_done_before'] + s['partitions_computed']} of {s['partitions']} "
-                      f"partitions; run the same command again to resume.")
-    for f in s.get("failures", [])[:10]:
-        console.print(f"[red]partition failed:[/] {f}")
-    if s["status"] == "failed":
-        console.print("some partitions failed; run the same command again to retry them.")
-    console.print(f"results: {s['out']}  (pandas.read_parquet(\"{s['out']}\"))")
