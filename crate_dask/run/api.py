@@ -23,7 +23,7 @@ from crate_dask.cli.progress import (
     size_warning,
 )
 from crate_dask.config import Settings
-from crate_dask.errors import FatalError
+from crate_dask.errors import FatalError, NoSpaceError
 from crate_dask.run.cluster import connect, dashboard_link, default_workers
 from crate_dask.run.graph import RunPlan, commit_plan, execute, prepare
 from crate_dask.store.layout import state_path
@@ -32,6 +32,7 @@ from crate_dask.store.partitions import (
     clear_file_lists,
     clear_stale,
     exclusive,
+    list_parts,
     prepare_out,
     read_parts_info,
     read_run_log,
@@ -50,9 +51,12 @@ def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, cl
     library = Path(library).expanduser()
     if not library.is_dir():
         raise FatalError(f"library folder not found: {library}")
-    out = prepare_out(out)
-    with exclusive(out, "analyze"):
-        return _run(library, out, settings, client, t0)
+    try:
+        out = prepare_out(out, library)
+        with exclusive(out, "analyze"):
+            return _run(library, out, settings, client, t0)
+    except NoSpaceError as exc:   # a full disk stops the run: one line saying what is safe
+        raise exc.with_progress(f"{len(list_parts(out))} partitions saved") from None
 
 
 def _run(library: Path, out: Path, settings: Settings, client, t0: float) -> dict[str, Any]:
@@ -103,6 +107,8 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float) -> dic
                         progress.advance(s["rows"], s["errors"])
 
                     def on_failure(name: str, exc: BaseException) -> None:
+                        if isinstance(exc, NoSpaceError):
+                            raise exc   # every other partition would fail the same way
                         failures.append(f"{name}: {type(exc).__name__}: {exc}")
 
                     execute(rp, cl, on_partition=on_partition, on_failure=on_failure)
