@@ -103,6 +103,8 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float) -> dic
                     summary["workers"] = 1
                 with RunProgress(rp.files_todo, enabled=settings.run.progress) as progress:
                     def on_partition(s: dict) -> None:
+                        if "no_space" in s:   # a worker's disk is full: every other partition would fail too
+                            raise NoSpaceError(*s["no_space"])
                         computed.append(s)
                         progress.advance(s["rows"], s["errors"])
 

@@ -109,23 +109,33 @@ def fold(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return entries
 
 
-_kill_counts: dict[str, int] = {}
+_test_counts: dict[str, int] = {}
 
 
 def _test_kill_point(event: str) -> None:
-    """Tests: ``CRATE_DASK_TEST_KILL_AT=intent:8`` SIGKILLs this process right after its 8th intent record.
+    """Tests: real faults at an exact point of the protocol, so crash tests do not depend on timing.
 
-    A real kill at an exact point of the protocol, so crash tests do not depend on timing.
+    ``CRATE_DASK_TEST_KILL_AT=intent:8`` SIGKILLs this process right after its 8th
+    intent record; ``CRATE_DASK_TEST_FILL_AT=intent:8`` with ``CRATE_DASK_TEST_FILL_FILE=PATH``
+    fills the disk of PATH there (writes PATH until the disk is full), so the
+    next write meets a real ENOSPC.
     """
-    spec = os.environ.get("CRATE_DASK_TEST_KILL_AT")
-    if not spec:
-        return
-    what, _, n = spec.partition(":")
-    if what != event:
-        return
-    _kill_counts[event] = _kill_counts.get(event, 0) + 1
-    if _kill_counts[event] == int(n or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    for var in ("CRATE_DASK_TEST_KILL_AT", "CRATE_DASK_TEST_FILL_AT"):
+        what, _, n = (os.environ.get(var) or "").partition(":")
+        if what != event:
+            continue
+        key = f"{var}:{event}"
+        _test_counts[key] = _test_counts.get(key, 0) + 1
+        if _test_counts[key] != int(n or 1):
+            continue
+        if var == "CRATE_DASK_TEST_KILL_AT":
+            os.kill(os.getpid(), signal.SIGKILL)
+        with open(os.environ["CRATE_DASK_TEST_FILL_FILE"], "ab", buffering=0) as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+            except OSError:
+                pass
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,10 @@ def prepare_out(out: str | os.PathLike, library: str | os.PathLike | None = None
         if is_full(exc):
             raise
         raise FatalError(f"output folder {p} is not writable: {exc.strerror or exc}") from None
+    foreign = [f.name for f in list_parts(p) if read_part_info(f) is None]
+    if foreign:   # never overwrite, move or read as results what crate_dask did not write
+        raise FatalError(f"{p} holds {len(foreign)} Parquet file(s) crate_dask did not write ({foreign[0]}, ...): "
+                         "choose another output folder")
     bookkeeping.ensure(p)
     if tmp_dir(p).exists():
         bookkeeping.remove_tree(p, tmp_dir(p))
