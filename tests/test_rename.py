@@ -49,8 +49,11 @@ def make_audio(path: Path, seed: int = 0) -> None:
             sf.write(fh, y, 22050, **{"format": ext.upper(), **_SF[ext]})
 
 
-def build_results(root: Path, out: Path, files: dict[str, dict], parts: int = 2) -> None:
-    """Write real files with tags, and a results dataset for them as ``analyze`` would."""
+def build_results(root: Path, out: Path, files: dict[str, dict], parts: int = 2, decorate=None) -> None:
+    """Write real files with tags, and a results dataset for them as ``analyze`` would.
+
+    ``decorate(path)``, if given, changes each file further (more tags) before its row is taken.
+    """
     rows = []
     for n, (rel, spec) in enumerate(sorted(files.items())):
         p = root / rel
@@ -59,6 +62,8 @@ def build_results(root: Path, out: Path, files: dict[str, dict], parts: int = 2)
         tags = {k: v for k, v in spec.items() if k in ("artist", "title", "genre", "album", "tag_bpm", "tag_key")}
         if tags:
             write_tags(p, tags)
+        if decorate is not None:
+            decorate(p)
         st_ = p.stat()
         row = {**read_tags(p), "path": display(str(p)), "path_bytes": os.fsencode(p), "relpath": display(rel),
                "ext": p.suffix.lstrip(".").lower(), "size": st_.st_size, "mtime_ns": st_.st_mtime_ns,

@@ -116,10 +116,8 @@ def _migrate(out: Path) -> None:
         _rmdir_if_empty(old_journal)
     old_stale = layout.legacy_path(out, "stale")
     if old_stale.is_dir():
-        from crate_dask.store.partitions import read_part_info
-
         for p in sorted(old_stale.glob(layout.PART_GLOB)):
-            if read_part_info(p) is not None:   # carries crate_dask's footer
+            if has_footer(p):
                 layout.stale_dir(out).mkdir(exist_ok=True)
                 os.replace(p, layout.stale_dir(out) / p.name)
         _rmdir_if_empty(old_stale)
@@ -137,6 +135,16 @@ def _migrate(out: Path) -> None:
     for p in out.iterdir():
         if _LEGACY_TMP.match(p.name) and p.is_file():
             p.unlink()
+
+
+def has_footer(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Parquet file that carries crate_dask's provenance footer (so crate_dask wrote it)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return layout.META_KEY in (pq.read_metadata(path).metadata or {})
+    except Exception:   # not Parquet, unreadable: not ours
+        return False
 
 
 def _is_run_log(path: Path) -> bool:

@@ -34,6 +34,9 @@ PART_GLOB = "part-*.parquet"
 #: The name of the marker file that makes a folder crate_dask's own bookkeeping.
 MARKER = "CRATE_DASK"
 
+#: The Parquet footer key under which each partition file crate_dask wrote carries its provenance.
+META_KEY = b"crate_dask"
+
 
 def bookkeeping_dir(out: str | os.PathLike) -> Path:
     """The one folder of ``out`` that holds crate_dask's bookkeeping."""

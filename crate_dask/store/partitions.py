@@ -31,6 +31,7 @@ from crate_dask.errors import FatalError
 from crate_dask.library.scan import FileEntry
 from crate_dask.store import bookkeeping
 from crate_dask.store.layout import (
+    META_KEY,
     legacy_path,
     lock_path,
     marker_path,
@@ -42,7 +43,6 @@ from crate_dask.store.layout import (
 )
 from crate_dask.store.space import is_full, writing
 
-META_KEY = b"crate_dask"
 
 
 @dataclass(frozen=True)
