@@ -9,6 +9,11 @@ are all undo needs, together with the rewritten file: :func:`rebuild` copies the
 unchanged stretches from the current file and the saved bytes in between,
 and checks the result against the original file's SHA-256.
 
+A hunk often holds bytes that only moved (an embedded picture after a frame
+that grew): :func:`encode` stores the original bytes of a hunk as copies from
+the new hunk plus the few literal bytes that are really new, so a 500 KB cover
+costs a few hundred journal bytes, not 500 KB.
+
 >>> import tempfile, os
 >>> d = tempfile.mkdtemp()
 >>> a, b = os.path.join(d, "a"), os.path.join(d, "b")
@@ -110,14 +115,97 @@ def _mismatches(x: bytes, y: bytes) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), stops.tolist()))
 
 
-def original_bytes(original: str | os.PathLike, hunks: list[Hunk]) -> bytes:
-    """The bytes of ``original`` in its hunks, concatenated (what undo needs besides the new file)."""
-    with open(original, "rb") as fh:
-        parts = []
-        for a_off, a_len, _b_off, _b_len in hunks:
-            fh.seek(a_off)
-            parts.append(fh.read(a_len))
-    return b"".join(parts)
+_BLOCK = 32          # the granularity of moved-bytes detection
+_SMALL = 4096        # hunks up to this size are saved as they are
+
+
+def save(original: str | os.PathLike, new: str | os.PathLike, hunks: list[Hunk]) -> tuple[list[list], bytes]:
+    """What undo needs besides the new file: per hunk its place and copy/literal ops, and the literal bytes.
+
+    Returns ``(records, literals)``; each record is ``[a_off, a_len, b_off, b_len, ops]``
+    (``ops`` ``None``: the hunk's original bytes are all in ``literals``).
+    """
+    records, lits = [], []
+    with open(original, "rb") as fa, open(new, "rb") as fb:
+        for a_off, a_len, b_off, b_len in hunks:
+            fa.seek(a_off)
+            a = fa.read(a_len)
+            ops = None
+            if a_len > _SMALL:
+                fb.seek(b_off)
+                ops, lit = encode(a, fb.read(b_len))
+                if len(lit) > a_len // 2:   # mostly new bytes: ops would not pay
+                    ops, lit = None, a
+            else:
+                lit = a
+            records.append([a_off, a_len, b_off, b_len, ops])
+            lits.append(lit)
+    return records, b"".join(lits)
+
+
+def encode(a: bytes, b: bytes) -> tuple[list[list[int]], bytes]:
+    """``a`` as ops over ``b``: ``[b_off, n]`` copies ``b[b_off:b_off+n]``, ``[-1, n]`` takes n literal bytes.
+
+    >>> b = b"NEW!" + bytes(range(256)) * 40
+    >>> a = b"old" + bytes(range(256)) * 40
+    >>> ops, lit = encode(a, b)
+    >>> lit, ops, decode(ops, lit, b) == a
+    (b'old', [[-1, 3], [4, 10240]], True)
+    """
+    index: dict[bytes, int] = {}
+    for j in range(0, len(b) - _BLOCK + 1, _BLOCK):
+        index.setdefault(b[j:j + _BLOCK], j)
+    ops: list[list[int]] = []
+    lit = bytearray()
+    pa, n = 0, len(a)
+    start_lit = 0
+    while pa + _BLOCK <= n:
+        pb = index.get(a[pa:pa + _BLOCK])
+        if pb is None:
+            pa += 1
+            continue
+        while pa > start_lit and pb > 0 and a[pa - 1] == b[pb - 1]:   # the match may start earlier
+            pa, pb = pa - 1, pb - 1
+        length = _match_length(a, pa, b, pb)
+        if pa > start_lit:
+            ops.append([-1, pa - start_lit])
+            lit += a[start_lit:pa]
+        ops.append([pb, length])
+        pa += length
+        start_lit = pa
+    if start_lit < n:
+        ops.append([-1, n - start_lit])
+        lit += a[start_lit:]
+    return ops, bytes(lit)
+
+
+def _match_length(a: bytes, pa: int, b: bytes, pb: int) -> int:
+    """How many bytes ``a[pa:]`` and ``b[pb:]`` have in common (exponential then binary search)."""
+    limit = min(len(a) - pa, len(b) - pb)
+    lo, step = 0, _BLOCK
+    while lo + step <= limit and a[pa + lo:pa + lo + step] == b[pb + lo:pb + lo + step]:
+        lo += step
+        step *= 2
+    hi = min(lo + step, limit)
+    while lo < hi:   # the longest equal prefix is in [lo, hi]
+        mid = (lo + hi + 1) // 2
+        if a[pa + lo:pa + mid] == b[pb + lo:pb + mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def decode(ops: list[list[int]], lit: bytes, b: bytes) -> bytes:
+    """The inverse of :func:`encode`."""
+    out, k = [], 0
+    for off, n in ops:
+        if off < 0:
+            out.append(lit[k:k + n])
+            k += n
+        else:
+            out.append(b[off:off + n])
+    return b"".join(out)
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -129,12 +217,13 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def rebuild(current: str | os.PathLike, hunks: list[Hunk], saved: bytes, target: str | os.PathLike,
+def rebuild(current: str | os.PathLike, records: list[list], saved: bytes, target: str | os.PathLike,
             *, sha_current: str, sha_original: str) -> bool:
     """Write the original file to ``target`` from ``current`` (the rewritten file) and the ``saved`` bytes.
 
-    Returns ``False`` (and writes nothing usable) unless ``current`` is exactly
-    the file the write produced and the result is exactly the original.
+    ``records`` and ``saved`` are what :func:`save` returned. Returns ``False``
+    (and writes nothing usable) unless ``current`` is exactly the file the write
+    produced and the result is exactly the original.
     """
     h_cur, h_out = hashlib.sha256(), hashlib.sha256()
     pos, k = 0, 0
@@ -150,11 +239,17 @@ def rebuild(current: str | os.PathLike, hunks: list[Hunk], saved: bytes, target:
                 n -= len(block)
 
         try:
-            for a_off, a_len, b_off, b_len in hunks:
+            for a_off, a_len, b_off, b_len, ops in records:
                 copy(b_off - pos)
-                h_cur.update(src.read(b_len))
-                piece = saved[k:k + a_len]
-                k += a_len
+                b = src.read(b_len)
+                h_cur.update(b)
+                if ops is None:
+                    piece = saved[k:k + a_len]
+                    k += a_len
+                else:
+                    n_lit = sum(n for off, n in ops if off < 0)
+                    piece = decode(ops, saved[k:k + n_lit], b)
+                    k += n_lit
                 h_out.update(piece)
                 dst.write(piece)
                 pos = b_off + b_len

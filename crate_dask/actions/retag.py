@@ -301,12 +301,12 @@ class TagAction(Action):
 
 
 def _save_region(op: Operation, part: str, path: str, tmp: str) -> dict:
-    """Journal side data: the original bytes of every place the write changed, and both files' hashes."""
+    """Journal side data: what undo needs to rebuild the original bytes, and both files' hashes."""
     sha_orig, sha_new = regions.sha256(path), regions.sha256(tmp)
     hunks = regions.diff(path, tmp)
     if sum(h[1] for h in hunks) > MAX_SAVED_BYTES:
         return {"hunks": None, "sha_orig": sha_orig, "sha_new": sha_new}
-    data = regions.original_bytes(path, hunks)
+    records, data = regions.save(path, tmp, hunks)
     f = op.data_file(part)
     with writing(f.parent, "writing the journal"):
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -315,8 +315,7 @@ def _save_region(op: Operation, part: str, path: str, tmp: str) -> dict:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-    return {"hunks": [list(h) for h in hunks], "at": at, "len": len(data), "sha_orig": sha_orig,
-            "sha_new": sha_new}
+    return {"hunks": records, "at": at, "len": len(data), "sha_orig": sha_orig, "sha_new": sha_new}
 
 
 def _rebuild(op: Operation, e: dict, region: dict, tmp: str) -> bool:
@@ -329,8 +328,7 @@ def _rebuild(op: Operation, e: dict, region: dict, tmp: str) -> bool:
         return False
     if len(saved) != region["len"]:
         return False
-    hunks = [tuple(h) for h in region["hunks"]]
-    if not regions.rebuild(e["path"], hunks, saved, tmp, sha_current=region["sha_new"],
+    if not regions.rebuild(e["path"], region["hunks"], saved, tmp, sha_current=region["sha_new"],
                            sha_original=region["sha_orig"]):
         _unlink(tmp)
         return False
