@@ -51,6 +51,9 @@ class Action:
     verb = ""            # the outcome count of a change made: "renamed", "written"
     wanted_status = ""   # the plan status of rows to change
     columns: list[str] | None = None   # the plan columns apply reads (None: all)
+    #: fsync the intent before ``apply``; an action may skip it when ``apply`` journals a durable step
+    #: before it touches the file, and its temp names are derived from the entry (so a rerun finds them)
+    durable_intent = True
 
     def __init__(self, out: str | os.PathLike, options_dict: dict):
         self.out, self.options = out, options_dict
@@ -171,7 +174,7 @@ def _apply_partition(action: Action, op: Operation, plan_path: Path, counts: Cou
                 counts[f"skipped: {problem}"] += 1
                 continue
             e = {"i": i, **action.intent(op, part, i, row)}
-            j.append({"e": "intent", **e}, durable=True)
+            j.append({"e": "intent", **e}, durable=action.durable_intent)
             e["state"] = "intent"
             outcome = action.apply(op, j, e)
         else:   # a crash left this intent without its outcome: look at the files

@@ -26,6 +26,7 @@ whose only change is our tag write (:func:`crate_dask.store.history.tag_writes`)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import uuid
@@ -183,6 +184,7 @@ class TagAction(Action):
     """Tag writes for the shared loop: a rewritten copy swapped in, reverted from the saved original bytes."""
 
     kind, verb, wanted_status = "tag", "written", "write"
+    durable_intent = False   # the durable "ready" record comes before the swap; temp names are derived
 
     def __init__(self, out: str | os.PathLike, options: TagOptions | None = None):
         options = options or TagOptions()   # undo needs none
@@ -199,7 +201,7 @@ class TagAction(Action):
     def intent(self, op: Operation, part: str, i: int, row: dict) -> dict:
         path = os.fsdecode(row["path_bytes"])
         new = {f: row[f"new_{f}"] for f in TAG_FIELDS if row[f"new_{f}"] is not None}
-        return {"path": path, "tmp": _tmp_for(path), "old": {f: self._old[f] for f in new}, "new": new,
+        return {"path": path, "tmp": _tmp_for(path, f"{op.op_id}-{part}-{i}"), "old": {f: self._old[f] for f in new}, "new": new,
                 "part": part, "ident": [row["size"], row["mtime_ns"]]}
 
     def apply(self, op: Operation, j: Journal, e: dict) -> str:
@@ -214,8 +216,7 @@ class TagAction(Action):
                 ready = {"region": _save_region(op, e["part"], path, tmp)}
                 j.append({"e": "ready", "i": e["i"], **ready}, durable=True)   # before the swap
                 e.update(ready, state="ready")
-                os.replace(tmp, path)
-                _fsync_dir(Path(path).parent)
+                os.replace(tmp, path)   # no directory fsync: a swap lost to a power cut is redone by settle
             return "done"
         except FileNotFoundError:
             return "vanished since the plan"
@@ -230,7 +231,7 @@ class TagAction(Action):
             _unlink(e["tmp"])
             return "vanished since the plan"
         if e["state"] == "ready" and os.path.lexists(e["tmp"]):   # prepared and journaled, not swapped in
-            if now == list(e["ident"]):
+            if now == list(e["ident"]) and regions.sha256(e["tmp"]) == e["region"]["sha_new"]:
                 os.replace(e["tmp"], path)
                 _fsync_dir(Path(path).parent)
                 return "done"
@@ -252,7 +253,7 @@ class TagAction(Action):
         return None
 
     def undo_intent(self, op: Operation, e: dict) -> dict:
-        return {"undo_tmp": _tmp_for(e["path"])}
+        return {"undo_tmp": _tmp_for(e["path"], f"undo-{uuid.uuid4().hex[:12]}")}
 
     def undo(self, op: Operation, j: Journal, e: dict) -> str:
         path, tmp = e["path"], e["undo_tmp"]
@@ -364,6 +365,7 @@ def _check(path: str, ident: tuple[int, int]) -> tuple[str | None, dict]:
     return None, {"bpm": t.get("tag_bpm"), "key": t.get("tag_key")}
 
 
-def _tmp_for(path: str) -> str:
-    """A hidden sibling with the same extension (mutagen also sniffs by extension)."""
-    return os.path.join(os.path.dirname(path), f".crate-dask-{uuid.uuid4().hex[:12]}{os.path.splitext(path)[1]}")
+def _tmp_for(path: str, tag: str) -> str:
+    """A hidden sibling named after ``tag`` with the same extension (mutagen also sniffs by extension)."""
+    digest = hashlib.sha1(tag.encode()).hexdigest()[:12]
+    return os.path.join(os.path.dirname(path), f".crate-dask-{digest}{os.path.splitext(path)[1]}")
