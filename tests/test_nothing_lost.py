@@ -261,3 +261,17 @@ def test_full_disk_during_tag_apply_then_rerun_then_undo_restores_every_byte(tmp
     assert u.exit_code == 0 and "restored 9" in u.output
     assert tree(root) == before
     assert pq.read_table(next(out.glob("_crate/journal/tag-*/plan/*.parquet"))).num_rows == 9
+
+
+def test_full_disk_while_a_rename_plan_is_written(tmp_path, small_disk):
+    root, out = tmp_path / "lib", small_disk / "out"
+    build_results(root, out, {f"p{i}.wav": {"artist": "A", "title": f"{i}"} for i in range(4)}, parts=2)
+    before = paths(root)
+    filler = fill(small_disk, 0)
+    r = cli("rename", str(out), "--apply", "--sequential")
+    assert r.exit_code == 1
+    one_error_line(r, "no space left on", "free space and run the same command again")
+    assert paths(root) == before
+    filler.unlink()
+    assert cli("rename", str(out), "--apply", "--sequential").exit_code == 0
+    assert cli("undo", str(out)).exit_code == 0 and paths(root) == before

@@ -1,7 +1,7 @@
 """Renaming library files from their results: plan (a Dask pipeline), apply, resume, undo.
 
 1. **Plan.** One Dask task per results partition renders the template for each
-   row and writes one plan partition (``OUT/_journal/rename-<id>/plan/part-*.parquet``:
+   row and writes one plan partition (``OUT/_crate/journal/rename-<id>/plan/part-*.parquet``:
    old/new path, status, reason). Rows are located first through the journals of
    earlier renames, so a second rename before a new ``analyze`` still finds the files.
 2. **Collisions.** Distinct names need a global view, so the client then takes only
@@ -12,8 +12,8 @@
    or the status ``conflict`` (``"skip"``). Since no target is an existing name,
    apply order never matters and nothing is ever overwritten.
 3. **Apply.** Sequential in the client (renames are metadata operations on one file
-   system), partition by partition through the write-ahead journal
-   (:mod:`crate_dask.store.journal`). Each move is a no-replace rename (``renameat2``
+   system), partition by partition through the write-ahead journal, in the loop
+   shared with tag writes (:mod:`crate_dask.actions.loop`, :class:`RenameAction`). Each move is a no-replace rename (``renameat2``
    ``RENAME_NOREPLACE`` on Linux); case-only renames go through a hidden temp name.
    Renames keep ``mtime``, so ``analyze`` reuses the rows of renamed files.
 4. **Undo** reverts the journal last-first; it is resumable and idempotent.
@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import os
-import time
 import unicodedata
 import uuid
 from collections import Counter

@@ -110,14 +110,16 @@ def _migrate(out: Path) -> None:
     old_journal = layout.legacy_path(out, "journal")
     if old_journal.is_dir():
         for d in sorted(old_journal.iterdir()):
-            if d.is_dir() and re.match(r"^(rename|tag)-\d{8}T\d{6}\.\d{9}$", d.name) and (d / "op.json").is_file():
+            target = layout.journal_dir(out) / d.name
+            if d.is_dir() and re.match(r"^(rename|tag)-\d{8}T\d{6}\.\d{9}$", d.name) and (d / "op.json").is_file() \
+                    and not target.exists():
                 layout.journal_dir(out).mkdir(exist_ok=True)
-                os.replace(d, layout.journal_dir(out) / d.name)
+                os.replace(d, target)
         _rmdir_if_empty(old_journal)
     old_stale = layout.legacy_path(out, "stale")
     if old_stale.is_dir():
         for p in sorted(old_stale.glob(layout.PART_GLOB)):
-            if has_footer(p):
+            if has_footer(p) and not (layout.stale_dir(out) / p.name).exists():
                 layout.stale_dir(out).mkdir(exist_ok=True)
                 os.replace(p, layout.stale_dir(out) / p.name)
         _rmdir_if_empty(old_stale)
