@@ -342,18 +342,16 @@ def exclusive(out: str | os.PathLike, action: str) -> Iterator[None]:
     """
     bookkeeping.ensure(out)
     path = lock_path(out)
-    with open(path, "a+") as fh:
+    with open(path, "a+b", buffering=0) as fh:   # unbuffered: nothing left to flush (and fail) on close
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
-            holder = fh.read().strip() or "another crate-dask command"
+            holder = fh.read().decode("utf-8", "replace").strip() or "another crate-dask command"
             raise FatalError(f"{out} is in use by {holder}; wait for it to finish") from None
         try:   # who holds it, for the message above; on a full disk the lock works without it
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"crate-dask {action} (pid {os.getpid()})")
-            fh.flush()
+            fh.truncate(0)
+            fh.write(f"crate-dask {action} (pid {os.getpid()})".encode())
         except OSError:
             pass
         try:
