@@ -1,9 +1,10 @@
 """crate_dask's own folder in a results folder: created with a marker, the only place it deletes.
 
 :func:`ensure` creates ``OUT/_crate/`` with its marker file (or checks an existing
-one carries it) and migrates a results folder of the earlier layout
-(``OUT/_crate.json``, ``_runs.jsonl``, ``_journal/`` ...), moving only files that
-are provably crate_dask's. :func:`remove_tree` and :func:`owned` are the guard
+one carries it); :func:`migrate` (run under the lock) moves the bookkeeping of a
+results folder of the earlier layout (``OUT/_crate.json``, ``_runs.jsonl``,
+``_journal/`` ...) into it, only files that are provably crate_dask's.
+:func:`remove_tree` and :func:`owned` are the guard
 every delete and move goes through: a path outside the marked folder is never
 touched, whatever it is called.
 
@@ -29,7 +30,7 @@ from crate_dask.store.space import writing
 
 
 def ensure(out: str | os.PathLike) -> Path:
-    """Create (or check) ``OUT/_crate/`` with its marker; migrate the earlier layout. Returns the folder."""
+    """Create (or check) ``OUT/_crate/`` with its marker. Returns the folder."""
     out = Path(out)
     folder = layout.bookkeeping_dir(out)
     marker = layout.marker_path(out)
@@ -45,7 +46,6 @@ def ensure(out: str | os.PathLike) -> Path:
             tmp.write_text(json.dumps({"created_by": "crate_dask", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
                            + "\n")
             os.replace(tmp, marker)
-    _migrate(out)
     return folder
 
 
@@ -94,8 +94,12 @@ def check_out(library: str | os.PathLike, out: str | os.PathLike) -> None:
 _LEGACY_TMP = re.compile(r"^\.part-\d{5}(-\d{3})*\.parquet\.tmp-[0-9a-f]{8}$")
 
 
-def _migrate(out: Path) -> None:
-    """Move the bookkeeping of the earlier layout into ``_crate/``: only what is provably crate_dask's."""
+def migrate(out: str | os.PathLike) -> None:
+    """Move the bookkeeping of the earlier layout into ``_crate/``: only what is provably crate_dask's.
+
+    Called with the lock of ``out`` held (:func:`crate_dask.store.partitions.exclusive`).
+    """
+    out = Path(out)
     old_state = layout.legacy_path(out, "state")
     if old_state.is_file() and not layout.state_path(out).exists():
         try:

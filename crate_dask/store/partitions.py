@@ -69,7 +69,7 @@ def part_path(out: str | os.PathLike, name: str) -> Path:
 
 
 def prepare_out(out: str | os.PathLike, library: str | os.PathLike | None = None) -> Path:
-    """Create ``out`` and its marked bookkeeping folder, and remove the temp files of interrupted writes.
+    """Create ``out`` and its marked bookkeeping folder (temp files of interrupted writes go in :func:`exclusive`).
 
     Raises
     ------
@@ -98,8 +98,6 @@ def prepare_out(out: str | os.PathLike, library: str | os.PathLike | None = None
         raise FatalError(f"{p} holds {len(foreign)} Parquet file(s) crate_dask did not write ({foreign[0]}, ...): "
                          "choose another output folder")
     bookkeeping.ensure(p)
-    if tmp_dir(p).exists():
-        bookkeeping.remove_tree(p, tmp_dir(p))
     return p
 
 
@@ -354,6 +352,10 @@ def exclusive(out: str | os.PathLike, action: str) -> Iterator[None]:
             fh.write(f"crate-dask {action} (pid {os.getpid()})".encode())
         except OSError:
             pass
+        with writing(out, "moving the bookkeeping of an earlier version into _crate/"):
+            bookkeeping.migrate(out)
+        if tmp_dir(out).exists():   # partitions being written when an earlier command died: only safe under the lock
+            bookkeeping.remove_tree(out, tmp_dir(out))
         try:
             yield
         finally:
