@@ -275,3 +275,21 @@ def test_full_disk_while_a_rename_plan_is_written(tmp_path, small_disk):
     filler.unlink()
     assert cli("rename", str(out), "--apply", "--sequential").exit_code == 0
     assert cli("undo", str(out)).exit_code == 0 and paths(root) == before
+
+
+def test_journal_append_that_runs_out_of_space_mid_line_leaves_no_torn_line(small_disk):
+    from crate_dask.errors import NoSpaceError
+    from crate_dask.store.journal import Journal
+
+    j = Journal(small_disk / "log" / "part-00000.jsonl")
+    for i in range(13):   # about 4000 bytes: the next record crosses into a page the full disk cannot give
+        j.append({"e": "intent", "i": i, "src": "x" * 270})
+    size = j.path.stat().st_size
+    assert 3800 < size < 4096
+    filler = fill(small_disk, 0)
+    with pytest.raises(NoSpaceError, match="writing the journal"):
+        j.append({"e": "intent", "i": 13, "src": "y" * 600}, durable=True)
+    assert j.path.stat().st_size == size and j.path.read_bytes().endswith(b"\n")   # the part written is cut off
+    filler.unlink()
+    j.append({"e": "done", "i": 13, "t": 1})
+    assert [r["i"] for r in j.records()] == list(range(13)) + [13]
