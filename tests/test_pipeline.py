@@ -106,7 +106,7 @@ def test_growth_splits_a_partition_and_keeps_name_order(tmp_path, client):
     assert names == sorted(names) and len(names) >= 4 and "part-00000-001.parquet" in names
     df = pd.read_parquet(out)
     assert list(df["relpath"]) == sorted(df["relpath"])   # file order = partition order = path order
-    assert not (out / "_stale").exists()
+    assert not (out / "_crate" / "stale").exists()
 
 
 def test_renamed_file_is_found_again_by_content(tmp_path, client):

@@ -7,10 +7,11 @@ earlier renames and tag writes, replayed from the journals by
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Callable
 
-from crate_dask.errors import FatalError
+from crate_dask.errors import FatalError, NoSpaceError
 from crate_dask.store.history import replay
 from crate_dask.store.journal import Operation
 from crate_dask.store.partitions import list_parts
@@ -54,10 +55,21 @@ def compute_plan(out: str | os.PathLike, op: Operation, plan_partition: Callable
     moves, writes = replay(out)
     context = dask.delayed({"moves": moves, "writes": writes}, traverse=False)
     bag = db.from_sequence(parts, npartitions=len(parts)).map(
-        plan_partition, plan_dir=str(op.plan_dir), context=context, **kw)
-    if client is None:
-        return list(bag.compute(scheduler="sync"))
-    return list(client.compute(bag).result())
+        functools.partial(_no_space_as_result, plan_partition=plan_partition), plan_dir=str(op.plan_dir),
+        context=context, **kw)
+    results = list(bag.compute(scheduler="sync")) if client is None else list(client.compute(bag).result())
+    for r in results:
+        if "no_space" in r:
+            raise NoSpaceError(*r["no_space"])
+    return results
+
+
+def _no_space_as_result(part_path: str, *, plan_partition: Callable[..., dict], **kw: Any) -> dict:
+    # a full disk is returned, not raised, so workers log no traceback; the client raises it once
+    try:
+        return plan_partition(part_path, **kw)
+    except NoSpaceError as exc:
+        return {"no_space": list(exc.args)}
 
 
 def display(path: str) -> str:

@@ -1,7 +1,7 @@
 """Renaming library files from their results: plan (a Dask pipeline), apply, resume, undo.
 
 1. **Plan.** One Dask task per results partition renders the template for each
-   row and writes one plan partition (``OUT/_journal/rename-<id>/plan/part-*.parquet``:
+   row and writes one plan partition (``OUT/_crate/journal/rename-<id>/plan/part-*.parquet``:
    old/new path, status, reason). Rows are located first through the journals of
    earlier renames, so a second rename before a new ``analyze`` still finds the files.
 2. **Collisions.** Distinct names need a global view, so the client then takes only
@@ -12,8 +12,8 @@
    or the status ``conflict`` (``"skip"``). Since no target is an existing name,
    apply order never matters and nothing is ever overwritten.
 3. **Apply.** Sequential in the client (renames are metadata operations on one file
-   system), partition by partition through the write-ahead journal
-   (:mod:`crate_dask.store.journal`). Each move is a no-replace rename (``renameat2``
+   system), partition by partition through the write-ahead journal, in the loop
+   shared with tag writes (:mod:`crate_dask.actions.loop`, :class:`RenameAction`). Each move is a no-replace rename (``renameat2``
    ``RENAME_NOREPLACE`` on Linux); case-only renames go through a hidden temp name.
    Renames keep ``mtime``, so ``analyze`` reuses the rows of renamed files.
 4. **Undo** reverts the journal last-first; it is resumable and idempotent.
@@ -22,11 +22,10 @@
 from __future__ import annotations
 
 import os
-import time
 import unicodedata
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -34,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crate_dask.actions import naming
-from crate_dask.actions.loop import locked, refuse_unfinished, run_apply
+from crate_dask.actions.loop import Action, Summary, run_apply, run_plan
 from crate_dask.actions.moves import (
     listed,
     missing_dirs,
@@ -43,9 +42,10 @@ from crate_dask.actions.moves import (
     same_file,
 )
 from crate_dask.actions.plan import compute_plan, display, locate
-from crate_dask.errors import FatalError
-from crate_dask.store.journal import Operation, fold, new_operation
+from crate_dask.errors import FatalError, NoSpaceError
+from crate_dask.store.journal import Journal, Operation, new_operation
 from crate_dask.store.partitions import load_state, write_partition
+from crate_dask.store.space import describe, is_full
 
 STATUSES = ("rename", "unchanged", "conflict", "missing-fields", "error-row", "low-confidence",
             "missing", "changed")
@@ -70,15 +70,6 @@ class RenameOptions:
             raise FatalError("base must be folder|root and on_conflict number|skip")
 
 
-@dataclass
-class Summary:
-    """Counts by status (plan) or by outcome (apply/undo), a sample of changes, and the operation."""
-
-    op: Operation
-    counts: dict[str, int]
-    sample: list[tuple[str, str]] = field(default_factory=list)
-
-
 def plan_renames(out: str | os.PathLike, options: RenameOptions, *, client=None, sample: int = 10) -> Summary:
     """Compute and write a rename plan (touches no library file).
 
@@ -87,9 +78,62 @@ def plan_renames(out: str | os.PathLike, options: RenameOptions, *, client=None,
     FatalError
         No results, or an interrupted operation must first be completed or undone.
     """
-    with locked(out):
-        refuse_unfinished(out)
-        return _plan(out, options, client, sample)
+    return run_plan(RenameAction(out, options), client=client, sample=sample)
+
+
+def apply_renames(out: str | os.PathLike, options: RenameOptions, *, client=None, sample: int = 10) -> Summary:
+    """Plan and apply renames, or complete an interrupted apply made with the same options."""
+    return run_apply(RenameAction(out, options), client=client, sample=sample)
+
+
+class RenameAction(Action):
+    """Renames for the shared loop: a no-replace move per planned row, reverted by the opposite move."""
+
+    kind, verb, wanted_status = "rename", "renamed", "rename"
+    columns = ["status", "old_path_bytes", "new_path_bytes", "size", "mtime_ns"]
+
+    def __init__(self, out: str | os.PathLike, options: RenameOptions | None = None):
+        options = options or RenameOptions()   # undo needs none
+        super().__init__(out, asdict(options))
+        self.rename_options = options
+
+    def plan(self, client, sample: int) -> Summary:
+        return _plan(self.out, self.rename_options, client, sample)
+
+    def check(self, row: dict) -> str | None:
+        return _check(os.fsdecode(row["old_path_bytes"]), os.fsdecode(row["new_path_bytes"]),
+                      (row["size"], row["mtime_ns"]))
+
+    def intent(self, op: Operation, part: str, i: int, row: dict) -> dict:
+        src, dst = os.fsdecode(row["old_path_bytes"]), os.fsdecode(row["new_path_bytes"])
+        return {"src": src, "dst": dst, "tmp": _tmp_for(src, dst), "dirs": missing_dirs(os.path.dirname(dst))}
+
+    def apply(self, op: Operation, j: Journal, e: dict) -> str:
+        return _move(e["src"], e["dst"], e["tmp"], e["dirs"])
+
+    def settle(self, op: Operation, j: Journal, e: dict) -> str:
+        return _settle(e["src"], e["dst"], e["tmp"])
+
+    def forget(self, e: dict) -> None:
+        remove_dirs(e["dirs"])
+
+    def undo_check(self, e: dict) -> str | None:
+        return _check_undo(e["dst"], e["src"])
+
+    def undo_intent(self, op: Operation, e: dict) -> dict:
+        return {"undo_tmp": _tmp_for(e["dst"], e["src"])}
+
+    def undo(self, op: Operation, j: Journal, e: dict) -> str:
+        outcome = _move(e["dst"], e["src"], e.get("undo_tmp"), [])
+        if outcome == "done":
+            remove_dirs(e["dirs"])
+        return outcome
+
+    def undo_settle(self, op: Operation, j: Journal, e: dict) -> str:
+        outcome = _settle(e["dst"], e["src"], e.get("undo_tmp"))
+        if outcome == "done":
+            remove_dirs(e["dirs"])
+        return outcome
 
 
 def _plan(out, options: RenameOptions, client, sample: int) -> Summary:
@@ -220,94 +264,6 @@ def _patch_plan(plan_dir: Path, part: str, changes: dict[str, tuple[str | None, 
     write_partition(pa.Table.from_pylist(rows, schema=PLAN_SCHEMA), plan_dir, part, {"kind": "rename"})
 
 
-def apply_renames(out: str | os.PathLike, options: RenameOptions, *, client=None, sample: int = 10) -> Summary:
-    """Plan and apply renames, or complete an interrupted apply made with the same options."""
-    op, counts, planned = run_apply(out, "rename", asdict(options), lambda: _plan(out, options, client, sample),
-                                    _apply_partition)
-    return Summary(op, dict(counts), planned.sample if planned else [])
-
-
-def _apply_partition(op: Operation, plan_path: Path) -> Counter:
-    rows = pq.read_table(plan_path, columns=["status", "old_path_bytes", "new_path_bytes", "size",
-                                             "mtime_ns"]).to_pylist()
-    j = op.journal(plan_path.name[:-len(".parquet")])
-    entries = fold(j.records())
-    slow = float(os.environ.get("CRATE_DASK_TEST_SLOW_APPLY") or 0)
-    counts: Counter = Counter()
-    for i, row in enumerate(rows):
-        if row["status"] != "rename":
-            continue
-        e = entries.get(i)
-        if e is not None and e["state"] != "intent":
-            counts["renamed" if e["state"] == "done" else f"skipped: {e.get('reason')}"] += 1
-            continue
-        src, dst = os.fsdecode(row["old_path_bytes"]), os.fsdecode(row["new_path_bytes"])
-        if e is None:
-            problem = _check(src, dst, (row["size"], row["mtime_ns"]))
-            if problem:
-                j.append({"e": "skip", "i": i, "reason": problem})
-                counts[f"skipped: {problem}"] += 1
-                continue
-            e = {"tmp": _tmp_for(src, dst), "dirs": missing_dirs(os.path.dirname(dst))}
-            j.append({"e": "intent", "i": i, "src": src, "dst": dst, **e}, durable=True)
-            outcome = _move(src, dst, e["tmp"], e["dirs"])
-        else:   # a crash left this intent without its outcome: look at the files
-            outcome = _settle(src, dst, e["tmp"])
-            if outcome == "todo":
-                outcome = _move(src, dst, e["tmp"], e["dirs"])
-        if outcome == "done":
-            j.append({"e": "done", "i": i, "t": time.time_ns()})
-            counts["renamed"] += 1
-        else:
-            j.append({"e": "skip", "i": i, "reason": outcome})
-            counts[f"skipped: {outcome}"] += 1
-        if slow:
-            time.sleep(slow)   # tests: make a SIGKILL land mid-way
-    return counts
-
-
-def undo_renames(op: Operation) -> Counter:
-    """Revert the renames of ``op`` last-first; resumable and idempotent."""
-    op.set(status="undoing")
-    counts: Counter = Counter()
-    for j in reversed(op.journals()):
-        entries = fold(j.records())
-        for i in sorted(entries, reverse=True):
-            e = entries[i]
-            if e["state"] == "intent":   # interrupted apply: did the rename happen?
-                outcome = _settle(e["src"], e["dst"], e["tmp"])
-                if outcome != "done":
-                    j.append({"e": "skip", "i": i, "reason": "not applied (interrupted)"})
-                    remove_dirs(e["dirs"])
-                    continue
-                j.append({"e": "done", "i": i, "t": time.time_ns()})
-                e["state"] = "done"
-            if e["state"] == "done":
-                problem = _check_undo(e["dst"], e["src"])
-                if problem:
-                    j.append({"e": "undo-skip", "i": i, "reason": problem})
-                    counts[f"not undone: {problem}"] += 1
-                    continue
-                utmp = _tmp_for(e["dst"], e["src"])
-                j.append({"e": "undo-intent", "i": i, "undo_tmp": utmp}, durable=True)
-                outcome = _move(e["dst"], e["src"], utmp, [])
-            elif e["state"] == "undo-intent":
-                outcome = _settle(e["dst"], e["src"], e.get("undo_tmp"))
-                if outcome == "todo":
-                    outcome = _move(e["dst"], e["src"], e.get("undo_tmp"), [])
-            else:
-                continue
-            if outcome == "done":
-                j.append({"e": "undone", "i": i, "ut": time.time_ns()})
-                counts["restored"] += 1
-                remove_dirs(e["dirs"])
-            else:
-                j.append({"e": "undo-skip", "i": i, "reason": outcome})
-                counts[f"not undone: {outcome}"] += 1
-    op.set(status="undone", undo_outcome=dict(counts))
-    return counts
-
-
 def _check(src: str, dst: str, ident: tuple[int, int]) -> str | None:
     try:
         st = os.lstat(src)
@@ -356,6 +312,8 @@ def _move(src: str, dst: str, tmp: str | None, dirs: list[str]) -> str:
     except FileNotFoundError:
         return "vanished since the plan"
     except OSError as exc:
+        if is_full(exc):   # creating a folder on a full disk: stop, the intent is settled on the rerun
+            raise NoSpaceError(describe(os.path.dirname(dst)), f"creating folders for {display(dst)}") from None
         return f"cannot rename: {exc.strerror or exc}"
 
 

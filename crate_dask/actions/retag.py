@@ -1,27 +1,34 @@
 """Writing the detected BPM and key into the files' tags: plan, apply, resume, undo.
 
-The plan is one Dask task per results partition (``OUT/_journal/tag-<id>/plan/``):
+The plan is one Dask task per results partition (``OUT/_crate/journal/tag-<id>/plan/``):
 each task finds the file (through the journals of applied renames, so ``tag``
 acts on the files' current paths without a new ``analyze``), reads its current
 tags and decides what to write. Values go where each ecosystem reads them
 (:func:`crate_dask.library.tags.write_tags`: ID3 TBPM/TKEY in MP3, WAV and AIFF;
 Vorbis BPM/INITIALKEY; MP4 ``tmpo`` and the iTunes ``initialkey`` atom), the key
 in the chosen notation, BPM rounded to ``bpm_decimals`` except where the format
-holds an integer (ID3 TBPM, MP4 ``tmpo``).
+holds an integer (ID3 TBPM, MP4 ``tmpo``). A write changes only those fields
+(the ID3 version, other frames, multi-value frames and padding are kept).
 
-Each write goes to a hidden copy of the file that then replaces the original in
-one atomic rename, so a crash never leaves a half-rewritten file; the audio
-bytes are copied untouched. The journal keeps the previous values (``undo``
-restores them) and the ``(size, mtime_ns)`` after every write:
-:func:`tag_writes` lets ``analyze`` keep the audio analysis of files whose only
-change is our tag write.
+Apply and undo run in the shared loop (:mod:`crate_dask.actions.loop`). Each
+write goes to a hidden copy of the file that then replaces the original in one
+atomic rename, so a crash never leaves a half-rewritten file. Before the swap,
+the journal gets the original bytes of every place the write changed
+(:mod:`crate_dask.actions.regions`, in ``data/part-*.bin``) and the SHA-256 of
+the original and of the new file: ``undo`` rebuilds the original **byte for
+byte** (and its mtime) in every format. Only when the changed places exceed
+:data:`MAX_SAVED_BYTES` (an Ogg file whose pages had to be renumbered) does
+undo fall back to writing the previous tag values back. The ``(size,
+mtime_ns)`` after every write lets ``analyze`` keep the audio analysis of files
+whose only change is our tag write (:func:`crate_dask.store.history.tag_writes`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import shutil
-import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -30,14 +37,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crate_dask.actions.loop import locked, refuse_unfinished, run_apply
+from crate_dask.actions import regions
+from crate_dask.actions.loop import Action, Summary, run_apply, run_plan
 from crate_dask.actions.plan import compute_plan, display, locate
-from crate_dask.actions.rename import Summary
 from crate_dask.errors import FatalError, UnreadableFileError
 from crate_dask.features.notation import NOTATIONS, format_key
 from crate_dask.library.tags import read_tags, write_tags
-from crate_dask.store.journal import Operation, fold, new_operation
+from crate_dask.store.journal import Journal, Operation, new_operation
 from crate_dask.store.partitions import _fsync_dir, load_state, write_partition
+from crate_dask.store.space import writing
 
 TAG_FIELDS = ("bpm", "key")
 _INTEGER_BPM_FORMATS = {"mp3", "wav", "aiff", "mp4"}   # ID3 TBPM and MP4 tmpo hold integers
@@ -89,11 +97,18 @@ def tag_values(row: dict, fmt: str | None, options: TagOptions) -> tuple[dict, l
     return values, low, empty
 
 
+#: Above this many changed bytes per file, undo restores tag values instead of the bytes.
+MAX_SAVED_BYTES = 16 << 20
+
+
 def plan_tags(out: str | os.PathLike, options: TagOptions, *, client=None, sample: int = 10) -> Summary:
     """Compute and write a tag plan (touches no library file)."""
-    with locked(out):
-        refuse_unfinished(out)
-        return _plan(out, options, client, sample)
+    return run_plan(TagAction(out, options), client=client, sample=sample)
+
+
+def apply_tags(out: str | os.PathLike, options: TagOptions, *, client=None, sample: int = 10) -> Summary:
+    """Plan and apply tag writes, or complete an interrupted apply made with the same options."""
+    return run_apply(TagAction(out, options), client=client, sample=sample)
 
 
 def _plan(out, options: TagOptions, client, sample: int) -> Summary:
@@ -165,83 +180,168 @@ def _equal(a, b) -> bool:
     return a == b
 
 
-def apply_tags(out: str | os.PathLike, options: TagOptions, *, client=None, sample: int = 10) -> Summary:
-    """Plan and apply tag writes, or complete an interrupted apply made with the same options."""
-    opts = {**asdict(options), "fields": list(options.fields)}
-    op, counts, planned = run_apply(out, "tag", opts, lambda: _plan(out, options, client, sample), _apply_partition)
-    return Summary(op, dict(counts), planned.sample if planned else [])
+class TagAction(Action):
+    """Tag writes for the shared loop: a rewritten copy swapped in, reverted from the saved original bytes."""
 
+    kind, verb, wanted_status = "tag", "written", "write"
+    durable_intent = False   # the durable "ready" record comes before the swap; temp names are derived
 
-def _apply_partition(op: Operation, plan_path: Path) -> Counter:
-    rows = pq.read_table(plan_path).to_pylist()
-    j = op.journal(plan_path.name[:-len(".parquet")])
-    entries = fold(j.records())
-    slow = float(os.environ.get("CRATE_DASK_TEST_SLOW_APPLY") or 0)
-    counts: Counter = Counter()
-    for i, row in enumerate(rows):
-        if row["status"] != "write":
-            continue
-        e = entries.get(i)
-        if e is not None and e["state"] != "intent":
-            counts["written" if e["state"] == "done" else f"skipped: {e.get('reason')}"] += 1
-            continue
+    def __init__(self, out: str | os.PathLike, options: TagOptions | None = None):
+        options = options or TagOptions()   # undo needs none
+        super().__init__(out, {**asdict(options), "fields": list(options.fields)})
+        self.tag_options = options
+
+    def plan(self, client, sample: int) -> Summary:
+        return _plan(self.out, self.tag_options, client, sample)
+
+    def check(self, row: dict) -> str | None:
+        problem, self._old = _check(os.fsdecode(row["path_bytes"]), (row["size"], row["mtime_ns"]))
+        return problem
+
+    def intent(self, op: Operation, part: str, i: int, row: dict) -> dict:
         path = os.fsdecode(row["path_bytes"])
-        if e is None:
-            new = {f: row[f"new_{f}"] for f in TAG_FIELDS if row[f"new_{f}"] is not None}
-            problem, old = _check(path, (row["size"], row["mtime_ns"]))
-            if problem:
-                j.append({"e": "skip", "i": i, "reason": problem})
-                counts[f"skipped: {problem}"] += 1
-                continue
-            e = {"path": path, "tmp": _tmp_for(path), "old": {f: old[f] for f in new}, "new": new}
-            j.append({"e": "intent", "i": i, **e}, durable=True)
-        outcome = _settle_write(path, e["new"], e["tmp"])
-        if outcome == "done":
-            j.append({"e": "done", "i": i, "t": time.time_ns(), "after": _ident(path)})
-            counts["written"] += 1
-        else:
-            j.append({"e": "skip", "i": i, "reason": outcome})
-            counts[f"skipped: {outcome}"] += 1
-        if slow:
-            time.sleep(slow)   # tests: make a SIGKILL land mid-way
-    return counts
+        new = {f: row[f"new_{f}"] for f in TAG_FIELDS if row[f"new_{f}"] is not None}
+        return {"path": path, "tmp": _tmp_for(path, f"{op.op_id}-{part}-{i}"), "old": {f: self._old[f] for f in new}, "new": new,
+                "part": part, "ident": [row["size"], row["mtime_ns"]]}
+
+    def apply(self, op: Operation, j: Journal, e: dict) -> str:
+        path, tmp = e["path"], e["tmp"]
+        try:
+            with writing(path, f"writing the tags of {display(path)}", cleanup=tmp):
+                _unlink(tmp)
+                shutil.copy2(path, tmp)
+                write_tags(tmp, e["new"])
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                ready = {"region": _save_region(op, e["part"], path, tmp)}
+                j.append({"e": "ready", "i": e["i"], **ready}, durable=True)   # before the swap
+                e.update(ready, state="ready")
+                os.replace(tmp, path)   # no directory fsync: a swap lost to a power cut is redone by settle
+            return "done"
+        except FileNotFoundError:
+            return "vanished since the plan"
+        except (UnreadableFileError, OSError) as exc:
+            return f"cannot write tags: {exc}"
+        finally:
+            _unlink(tmp)
+
+    def settle(self, op: Operation, j: Journal, e: dict) -> str:
+        path, now = e["path"], _ident(e["path"])
+        if now is None:
+            _unlink(e["tmp"])
+            return "vanished since the plan"
+        if e["state"] == "ready" and os.path.lexists(e["tmp"]):   # prepared and journaled, not swapped in
+            if now == list(e["ident"]) and regions.sha256(e["tmp"]) == e["region"]["sha_new"]:
+                os.replace(e["tmp"], path)
+                _fsync_dir(Path(path).parent)
+                return "done"
+            _unlink(e["tmp"])
+        if e["state"] == "ready" and regions.sha256(path) == e["region"]["sha_new"]:
+            return "done"
+        _unlink(e["tmp"])
+        return "todo" if now == list(e["ident"]) else "changed since the plan"
+
+    def forget(self, e: dict) -> None:
+        _unlink(e["tmp"])
+
+    def done_fields(self, e: dict) -> dict:
+        return {"after": _ident(e["path"])}
+
+    def undo_check(self, e: dict) -> str | None:
+        if _ident(e["path"]) != list(e["after"]):
+            return "file changed since the tag write" if os.path.lexists(e["path"]) else "file vanished"
+        return None
+
+    def undo_intent(self, op: Operation, e: dict) -> dict:
+        return {"undo_tmp": _tmp_for(e["path"], f"undo-{uuid.uuid4().hex[:12]}")}
+
+    def undo(self, op: Operation, j: Journal, e: dict) -> str:
+        path, tmp = e["path"], e["undo_tmp"]
+        try:
+            with writing(path, f"restoring {display(path)}", cleanup=tmp):
+                _unlink(tmp)
+                region = e.get("region") or {}
+                if region.get("hunks") is not None and _rebuild(op, e, region, tmp):
+                    outcome = "done"
+                else:   # the changed bytes were too many to keep: put the previous values back
+                    shutil.copy2(path, tmp)
+                    write_tags(tmp, e["old"])
+                    outcome = "done: tag values"
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+                _fsync_dir(Path(path).parent)
+            return outcome
+        except FileNotFoundError:
+            return "file vanished"
+        except (UnreadableFileError, OSError) as exc:
+            return f"cannot write tags: {exc}"
+        finally:
+            _unlink(tmp)
+
+    def undo_settle(self, op: Operation, j: Journal, e: dict) -> str:
+        _unlink(e["undo_tmp"])
+        if _ident(e["path"]) == list(e["after"]):
+            return "todo"   # the restored copy was never swapped in
+        region = e.get("region") or {}
+        if region.get("sha_orig") and os.path.lexists(e["path"]) and regions.sha256(e["path"]) == region["sha_orig"]:
+            return "done"
+        try:
+            t = read_tags(e["path"])
+        except UnreadableFileError:
+            return "file changed since the tag write"
+        if all(_equal(t.get("tag_bpm" if f == "bpm" else "tag_key"), v) for f, v in e["old"].items()):
+            return "done: tag values"
+        return "file changed since the tag write"
+
+    def undone_fields(self, e: dict) -> dict:
+        return {"undo_after": _ident(e["path"])}
+
+    def undone_count(self, outcome: str) -> str:
+        return "restored" if outcome == "done" else "restored tag values only"
 
 
-def undo_tags(op: Operation) -> Counter:
-    """Restore the previous tag values of ``op``'s writes, last-first; resumable and idempotent."""
-    op.set(status="undoing")
-    counts: Counter = Counter()
-    for j in reversed(op.journals()):
-        entries = fold(j.records())
-        for i in sorted(entries, reverse=True):
-            e = entries[i]
-            if e["state"] == "intent":   # interrupted apply: finish the write so the file is in a known state
-                outcome = _settle_write(e["path"], e["new"], e["tmp"])
-                if outcome != "done":
-                    j.append({"e": "skip", "i": i, "reason": outcome})
-                    continue
-                e["after"] = _ident(e["path"])
-                j.append({"e": "done", "i": i, "t": time.time_ns(), "after": e["after"]})
-                e["state"] = "done"
-            if e["state"] == "done":
-                if _ident(e["path"]) != list(e["after"]):
-                    reason = "file changed since the tag write" if os.path.lexists(e["path"]) else "file vanished"
-                    j.append({"e": "undo-skip", "i": i, "reason": reason})
-                    counts[f"not undone: {reason}"] += 1
-                    continue
-                e["undo_tmp"] = _tmp_for(e["path"])
-                j.append({"e": "undo-intent", "i": i, "undo_tmp": e["undo_tmp"]}, durable=True)
-            elif e["state"] != "undo-intent":
-                continue
-            outcome = _settle_write(e["path"], e["old"], e["undo_tmp"])
-            if outcome == "done":
-                j.append({"e": "undone", "i": i, "ut": time.time_ns(), "undo_after": _ident(e["path"])})
-                counts["restored"] += 1
-            else:
-                j.append({"e": "undo-skip", "i": i, "reason": outcome})
-                counts[f"not undone: {outcome}"] += 1
-    op.set(status="undone", undo_outcome=dict(counts))
-    return counts
+def _save_region(op: Operation, part: str, path: str, tmp: str) -> dict:
+    """Journal side data: what undo needs to rebuild the original bytes, and both files' hashes."""
+    sha_orig, sha_new = regions.sha256(path), regions.sha256(tmp)
+    hunks = regions.diff(path, tmp)
+    if sum(h[1] for h in hunks) > MAX_SAVED_BYTES:
+        return {"hunks": None, "sha_orig": sha_orig, "sha_new": sha_new}
+    records, data = regions.save(path, tmp, hunks)
+    f = op.data_file(part)
+    with writing(f.parent, "writing the journal"):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        with open(f, "ab") as fh:
+            at = fh.seek(0, os.SEEK_END)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return {"hunks": records, "at": at, "len": len(data), "sha_orig": sha_orig, "sha_new": sha_new}
+
+
+def _rebuild(op: Operation, e: dict, region: dict, tmp: str) -> bool:
+    """Write the original file to ``tmp`` with its original mtime; False if that is not possible."""
+    try:
+        with open(op.data_file(e["part"]), "rb") as fh:
+            fh.seek(region["at"])
+            saved = fh.read(region["len"])
+    except OSError:
+        return False
+    if len(saved) != region["len"]:
+        return False
+    if not regions.rebuild(e["path"], region["hunks"], saved, tmp, sha_current=region["sha_new"],
+                           sha_original=region["sha_orig"]):
+        _unlink(tmp)
+        return False
+    shutil.copymode(e["path"], tmp)
+    os.utime(tmp, ns=(os.stat(e["path"]).st_atime_ns, e["ident"][1]))   # backups see the file unchanged
+    return True
+
+
+def _unlink(path: str | None) -> None:
+    if path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def _ident(path: str) -> list[int] | None:
@@ -265,30 +365,7 @@ def _check(path: str, ident: tuple[int, int]) -> tuple[str | None, dict]:
     return None, {"bpm": t.get("tag_bpm"), "key": t.get("tag_key")}
 
 
-def _tmp_for(path: str) -> str:
-    """A hidden sibling with the same extension (mutagen also sniffs by extension)."""
-    return os.path.join(os.path.dirname(path), f".crate-dask-{uuid.uuid4().hex[:12]}{os.path.splitext(path)[1]}")
-
-
-def _settle_write(path: str, values: dict, tmp: str) -> str:
-    """Make ``path`` hold ``values`` (idempotent): "done" or the reason it could not."""
-    if os.path.lexists(tmp):   # a copy from an interrupted attempt was never swapped in
-        os.unlink(tmp)
-    try:
-        t = read_tags(path)
-        if all(_equal(t.get("tag_bpm" if f == "bpm" else "tag_key"), v) for f, v in values.items()):
-            return "done"
-        shutil.copy2(path, tmp)
-        write_tags(tmp, values)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(Path(path).parent)
-        return "done"
-    except FileNotFoundError:
-        return "vanished since the plan"
-    except (UnreadableFileError, OSError) as exc:
-        return f"cannot write tags: {exc}"
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+def _tmp_for(path: str, tag: str) -> str:
+    """A hidden sibling named after ``tag`` with the same extension (mutagen also sniffs by extension)."""
+    digest = hashlib.sha1(tag.encode()).hexdigest()[:12]
+    return os.path.join(os.path.dirname(path), f".crate-dask-{digest}{os.path.splitext(path)[1]}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from crate_dask.actions.loop import locked
-from crate_dask.actions.rename import undo_renames
-from crate_dask.actions.retag import undo_tags
+from crate_dask.actions.loop import locked, run_undo
+from crate_dask.actions.rename import RenameAction
+from crate_dask.actions.retag import TagAction
 from crate_dask.store.journal import Operation, last_undoable
 
-#: How each kind of operation is reverted.
-UNDO = {"rename": undo_renames, "tag": undo_tags}
+#: The action that reverts each kind of operation (through the shared loop).
+ACTIONS = {"rename": RenameAction, "tag": TagAction}
 
 
 def undo_last(out: str | os.PathLike) -> tuple[Operation, Counter] | None:
@@ -20,4 +20,4 @@ def undo_last(out: str | os.PathLike) -> tuple[Operation, Counter] | None:
         op = last_undoable(out)
         if op is None:
             return None
-        return op, UNDO[op.kind](op)
+        return op, run_undo(ACTIONS[op.kind](out), op)

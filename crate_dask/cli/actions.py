@@ -41,10 +41,10 @@ def _run(fn):
     try:
         return fn()
     except ParameterError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except CrateDaskError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
 

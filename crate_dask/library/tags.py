@@ -251,17 +251,39 @@ def write_tags(path: str | os.PathLike | bytes, values: Mapping[str, Any], *, id
     ``bpm`` goes to ID3 TBPM / Vorbis BPM / MP4 tmpo / WM/BeatsPerMinute; ``key``
     to TKEY / INITIALKEY / the iTunes ``initialkey`` atom / WM/InitialKey. A value
     of ``None`` removes the field. Only tag data is rewritten, never audio data.
-    ID3 is saved as v2.3 by default, the version every DJ application reads.
+
+    Only the given fields change: an existing ID3 tag keeps its version (v2.4
+    stays v2.4, so multi-value frames stay multi-value; v2.2 becomes v2.3),
+    every other frame (TXXX, APIC, ...) is kept, an ID3v1 tail stays byte for
+    byte, and existing padding is reused, never grown (when the new values do
+    not fit, the file grows by exactly what they need). A file without ID3 gets
+    ``id3_version`` (v2.3, the version every DJ application reads).
+
+    Examples
+    --------
+    >>> import numpy as np, soundfile as sf, tempfile, os
+    >>> from mutagen.id3 import ID3, TPE1
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.mp3")
+    >>> sf.write(p, np.zeros(4410), 44100, format="MP3")
+    >>> t = ID3(); t.add(TPE1(encoding=3, text=["Artist A", "Artist B"])); t.save(p, v2_version=4)
+    >>> write_tags(p, {"bpm": 128})
+    >>> t = ID3(p); t.version, t["TPE1"].text, str(t["TBPM"])
+    ((2, 4, 0), ['Artist A', 'Artist B'], '128')
     """
     f = open_audio(path)
     kind = type(f).__name__
-    if f.tags is None:
+    had_tags = f.tags is not None
+    if not had_tags:
         f.add_tags()
     tags = f.tags
     vals = {("tag_key" if k == "key" else "bpm" if k == "tag_bpm" else k): v for k, v in values.items()}
     if isinstance(tags, ID3):
+        version = (4 if tags.version >= (2, 4, 0) else 3) if had_tags else id3_version
         _write_id3(tags, vals)
-        f.save(v2_version=id3_version)
+        tail = _id3v1_tail(path) if kind == "MP3" else None
+        f.save(v2_version=version, padding=_keep_padding)
+        if tail is not None:
+            _put_id3v1_tail(path, tail)
         return
     for col, v in vals.items():
         if kind in ("MP4", "EasyMP4"):
@@ -273,7 +295,36 @@ def write_tags(path: str | os.PathLike | bytes, values: Mapping[str, Any], *, id
                 "year": ("date",), "track": ("tracknumber",), "track_total": ("tracktotal",),
                 "disc": ("discnumber",), "bpm": ("bpm",)}[col]
             _set(tags, keys[0].upper(), None if v is None else [str(_fmt(col, v))])
-    f.save()
+    if kind == "ASF":
+        f.save()
+    else:
+        f.save(padding=_keep_padding)
+
+
+def _keep_padding(info: Any) -> int:
+    # mutagen's default grows padding to 1 KiB + 0.1% of the file when the tags do not fit, and shrinks
+    # large padding: both change bytes the user did not ask for. Keep what is left; add nothing.
+    return max(info.padding, 0)
+
+
+def _id3v1_tail(path) -> bytes | None:
+    """The 128-byte ID3v1 tag at the end of an MP3, if there is one."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() < 128:
+            return None
+        fh.seek(-128, os.SEEK_END)
+        tail = fh.read(128)
+    return tail if tail[:3] == b"TAG" else None
+
+
+def _put_id3v1_tail(path, tail: bytes) -> None:
+    # mutagen rewrites the ID3v1 tag from the v2 frames (v1=1): put the original bytes back
+    with open(path, "r+b") as fh:
+        fh.seek(-128, os.SEEK_END)
+        if fh.read(3) == b"TAG":
+            fh.seek(-128, os.SEEK_END)
+            fh.write(tail)
 
 
 def _write_id3(tags: ID3, vals: Mapping[str, Any]) -> None:

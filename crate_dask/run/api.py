@@ -19,7 +19,7 @@ from typing import Any
 
 from crate_dask import __version__
 from crate_dask.config import Settings
-from crate_dask.errors import FatalError
+from crate_dask.errors import FatalError, NoSpaceError
 from crate_dask.run import events as ev
 from crate_dask.run.cluster import connect, dashboard_link, default_workers
 from crate_dask.run.estimate import rate_per_worker, size_warning
@@ -30,6 +30,7 @@ from crate_dask.store.partitions import (
     clear_file_lists,
     clear_stale,
     exclusive,
+    list_parts,
     prepare_out,
     read_parts_info,
     read_run_log,
@@ -51,9 +52,12 @@ def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, cl
     library = Path(library).expanduser()
     if not library.is_dir():
         raise FatalError(f"library folder not found: {library}")
-    out = prepare_out(out)
-    with exclusive(out, "analyze"):
-        return _run(library, out, settings, client, t0, on_event or ev.ignore)
+    try:
+        out = prepare_out(out, library)
+        with exclusive(out, "analyze"):
+            return _run(library, out, settings, client, t0, on_event or ev.ignore)
+    except NoSpaceError as exc:   # a full disk stops the run: one line saying what is safe
+        raise exc.with_progress(f"{len(list_parts(out))} partitions saved") from None
 
 
 def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: ev.Listener) -> dict[str, Any]:
@@ -101,11 +105,15 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: 
                 emit(ev.ClusterReady(workers=summary["workers"], dashboard=summary["dashboard"]))
 
                 def on_partition(s: dict) -> None:
+                    if "no_space" in s:   # a worker's disk is full: every other partition would fail too
+                        raise NoSpaceError(*s["no_space"])
                     computed.append(s)
                     emit(ev.PartitionDone(name=s["name"], rows=s["rows"], errors=s["errors"],
                                           computed=s["computed"], reused=s["reused"], seconds=s["seconds"]))
 
                 def on_failure(name: str, exc: BaseException) -> None:
+                    if isinstance(exc, NoSpaceError):
+                        raise exc   # every other partition would fail the same way
                     failures.append(f"{name}: {type(exc).__name__}: {exc}")
                     emit(ev.PartitionFailed(name=name, error=f"{type(exc).__name__}: {exc}"))
 

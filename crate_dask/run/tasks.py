@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import pyarrow.parquet as pq
 
 from crate_dask.config import AnalysisSettings
+from crate_dask.errors import NoSpaceError
 from crate_dask.library.scan import FileEntry, library_path
 from crate_dask.run.stages import content_id, file_facts, process_file
 from crate_dask.schema import AUDIO_COLUMNS, to_table
@@ -77,7 +78,10 @@ def run_partition(files: Sequence[FileEntry], specs: Sequence[PartitionSpec],
         errors += row["error"] is not None
         rows.append(row)
     meta = {**spec.meta, "digest": spec.digest, "rows": len(rows), "errors": errors}
-    write_partition(to_table(rows), spec.out, spec.name, meta)
+    try:
+        write_partition(to_table(rows), spec.out, spec.name, meta)
+    except NoSpaceError as exc:   # returned, not raised: the client stops the run with one line, no worker log
+        return [{"name": spec.name, "no_space": list(exc.args)}]
     return [{"name": spec.name, "rows": len(rows), "errors": errors, "reused": reused,
              "computed": len(rows) - reused, "seconds": time.perf_counter() - t0,
              "startup_s": (runner.startup_s - startup0) if audio else 0.0, "pid": os.getpid()}]

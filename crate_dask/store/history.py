@@ -31,14 +31,14 @@ def replay(out: str | os.PathLike) -> tuple[dict[str, str], dict[str, tuple[int,
         for j in op.journals():
             for e in fold(j.records()).values():
                 if op.kind == "rename":   # "t": when the rename was done, "ut": when it was undone
-                    if "t" in e:
+                    if "t" in e and "src" in e and "dst" in e:
                         events.append((e["t"], "move", e["src"], e["dst"]))
-                    if "ut" in e:
+                    if "ut" in e and "src" in e and "dst" in e:
                         events.append((e["ut"], "move", e["dst"], e["src"]))
                 else:                     # tag writes record the file's (size, mtime_ns) after each write
-                    if "t" in e:
+                    if "t" in e and e.get("after") and "path" in e:
                         events.append((e["t"], "write", e["path"], tuple(e["after"])))
-                    if "ut" in e:
+                    if "ut" in e and e.get("undo_after") and "path" in e:
                         events.append((e["ut"], "write", e["path"], tuple(e["undo_after"])))
     names: dict[str, list[str]] = {}   # current path -> every earlier name of that file
     writes: dict[str, tuple[int, int]] = {}
