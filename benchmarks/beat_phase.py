@@ -98,13 +98,14 @@ def mp3_without_gapless_header(path: str) -> bool:
     the right grid includes that shift.
     """
     with open(path, "rb") as fh:
-        head = fh.read(10)
-        skip = 0
-        if head[:3] == b"ID3":
-            skip = int.from_bytes(bytes(b & 0x7F for b in head[6:10]), "big") + 10
-        fh.seek(skip)
-        frame = fh.read(4096).lstrip(b"\0")[:400]
-    return frame[:1] == b"\xff" and b"Xing" not in frame and b"Info" not in frame
+        data = fh.read(1 << 16)
+    skip = int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big") + 10 if data[:3] == b"ID3" else 0
+    # The first MPEG frame sync after the tag (some taggers leave junk or padding before it).
+    for i in range(skip, len(data) - 1):
+        if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0:
+            frame = data[i:i + 200]
+            return b"Xing" not in frame and b"Info" not in frame
+    return False
 
 
 def main() -> int:
@@ -132,9 +133,9 @@ def main() -> int:
                 os.unlink(p)
         for k, v in results.items():
             report(k, v)
-        n_track = sum(1 for k in results["generated track"])
-        print(f"downbeat told on {len(downbeats)}/{n_track} drums+chords tracks, right on "
-              f"{sum(downbeats)}/{len(downbeats)}")
+        if results:
+            print(f"downbeat told on {len(downbeats)}/{len(results['generated track'])} drums+chords tracks, "
+                  f"right on {sum(downbeats)}/{len(downbeats)}")
     if args.dev:
         dev, dev_raw, dev_down = [], [], []
         with open(os.path.join(args.dev, "annotations.csv"), newline="") as fh:

@@ -57,7 +57,7 @@ _N_BANDS = 12
 _PHASE_STEP = 0.25             # phase resolution of the comb, in frames
 _KICK_HZ, _SNARE_HZ = 150.0, (150.0, 4000.0)
 _BEATS_PER_BAR = 4
-_MIN_BARS = 4                  # bars needed before a downbeat is told
+_MIN_BARS = 8                  # bars needed before a downbeat is told (fewer: loops guessed wrong on the dev set)
 _DOWNBEAT_Z = 3.0              # how clearly the best bar position must beat the runner-up
 
 
