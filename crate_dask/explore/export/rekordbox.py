@@ -29,6 +29,7 @@ Playlist membership is kept as 4-byte track IDs per playlist (0.4 MB per
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -79,6 +80,7 @@ def location_path(url: str) -> bytes:
     return urllib.parse.unquote_to_bytes(parsed.path)
 
 
+@functools.lru_cache(maxsize=256)
 def tonality(key: str | None, notation: str) -> str | None:
     """The ``Tonality`` text of a key in the DJ's notation (rekordbox shows musical keys as "Am", "Db").
 

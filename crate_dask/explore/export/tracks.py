@@ -9,6 +9,7 @@ flat in library size), points every row at where its file is *now* (rows of an
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping
 import pyarrow.parquet as pq
 
 from crate_dask.errors import FatalError
-from crate_dask.features.notation import parse_key
+from crate_dask.features.notation import parse_key as _parse_key
 from crate_dask.library.scan import library_path
 from crate_dask.store.history import moved_paths
 from crate_dask.store.partitions import list_parts, load_state
@@ -82,6 +83,12 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) and f > 0 else None
 
 
+@functools.lru_cache(maxsize=4096)
+def parse_key(text: str) -> str | None:
+    """:func:`crate_dask.features.notation.parse_key`, cached: a library has a few dozen distinct key texts."""
+    return _parse_key(text)
+
+
 def _finite(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
@@ -115,13 +122,13 @@ def choose_values(row: Mapping[str, Any], *, prefer: str = "analysis",
         raise FatalError(f"prefer must be one of {', '.join(PREFER)}, got {prefer!r}")
     correction = correction or {}
     analysis_bpm, tag_bpm = _num(row.get("bpm")), _num(row.get("tag_bpm"))
-    analysis_key = parse_key(row.get("key")) if row.get("key") else None
-    tag_key = parse_key(row.get("tag_key")) if row.get("tag_key") else None
+    analysis_key = parse_key(row["key"]) if isinstance(row.get("key"), str) else None
+    tag_key = parse_key(row["tag_key"]) if isinstance(row.get("tag_key"), str) else None
     order = (("analysis", analysis_bpm, analysis_key), ("tag", tag_bpm, tag_key))
     if prefer == "tags":
         order = order[::-1]
     order = (("correction", _num(correction.get("bpm")),
-              parse_key(correction["key"]) if correction.get("key") else None),) + order
+              parse_key(correction["key"]) if isinstance(correction.get("key"), str) else None),) + order
     bpm, bpm_src = next(((b, s) for s, b, _ in order if b is not None), (None, None))
     key, key_src = next(((k, s) for s, _, k in order if k is not None), (None, None))
     beat, down = _finite(row.get("beat_offset_s")), _finite(row.get("downbeat_offset_s"))
