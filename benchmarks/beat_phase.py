@@ -29,7 +29,7 @@ from crate_dask.config import AnalysisSettings
 from crate_dask.demo import write_audio
 from crate_dask.features.beats import beat_phase_error, estimate_beat_grid
 from crate_dask.features.signal import analyze_signal
-from crate_dask.library.audio import load_excerpt
+from crate_dask.library.audio import load_excerpt, mp3_gapless_delay
 from crate_dask.synth import PITCH_CLASSES, drum_pattern, track
 
 SR = 44100
@@ -90,24 +90,6 @@ def report(name: str, errs: list[tuple[float, float]]):
               f"within 40 ms {np.mean(e <= 0.040):6.1%}  median {np.median(e) * 1000:6.1f} ms")
 
 
-def mp3_without_gapless_header(path: str) -> bool:
-    """True for an MP3 whose first frame has no Xing/Info (LAME) header.
-
-    Without it no decoder knows the encoder delay (576 samples for LAME) plus the decoder delay
-    (529), so the audio sits 1105 samples late in every player's timeline, the DJ software's too:
-    the right grid includes that shift.
-    """
-    with open(path, "rb") as fh:
-        data = fh.read(1 << 16)
-    skip = int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big") + 10 if data[:3] == b"ID3" else 0
-    # The first MPEG frame sync after the tag (some taggers leave junk or padding before it).
-    for i in range(skip, len(data) - 1):
-        if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0:
-            frame = data[i:i + 200]
-            return b"Xing" not in frame and b"Info" not in frame
-    return False
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=30, help="generated tracks per format")
@@ -145,7 +127,11 @@ def main() -> int:
                 path = os.path.join(args.dev, r["file"])
                 import soundfile as sf
 
-                delay = 1105 / sf.info(path).samplerate if mp3_without_gapless_header(path) else 0.0
+                # An MP3 without a LAME header: no decoder knows its encoder delay (576 samples for LAME) +
+                # decoder delay (529), so the audio is that late in every player's timeline and the right
+                # grid includes it. With the header, the decoders skip it (gapless_delay_s).
+                no_header = path.endswith(".mp3") and mp3_gapless_delay(path) == 0.0
+                delay = 1105 / sf.info(path).samplerate if no_header else 0.0
                 bpm = float(r["bpm"])
                 e_true, e_est, down = measure(path, bpm, delay, settings, args.excerpt)
                 dev.append((e_true, e_est))

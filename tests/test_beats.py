@@ -64,6 +64,8 @@ def test_phase_through_encoder_delay(tmp_path, ext):
     write_audio(p, y * 0.8, sr)
     ex = load_excerpt(p, sr=SR, excerpt_s=30.0)       # from the middle: the seek must keep file time
     assert ex.offset_s > 10
+    # What the decoder skipped per the LAME header (rekordbox does not skip it); AAC/FLAC: nothing.
+    assert round(ex.gapless_delay_s * sr) == (576 + 529 if ext == "mp3" else 0)
     row = analyze_signal(ex.y, sr=ex.sr, settings=AnalysisSettings(), offset_s=ex.offset_s)
     assert abs(row["bpm"] - bpm) < 0.1
     assert beat_phase_error(row["beat_offset_s"], lead, bpm) < 0.010

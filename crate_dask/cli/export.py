@@ -62,12 +62,16 @@ def _report(summaries, as_json: bool) -> None:
               help="An earlier rekordbox XML: keep its track IDs, cues, grids and ratings, at the current paths.")
 @click.option("--key-notation", type=click.Choice(["musical", "camelot", "open"]), default="musical",
               show_default=True, help="rekordbox Tonality, as your rekordbox shows keys (Traktor: its own numbers).")
+@click.option("--no-lame-shift", is_flag=True,
+              help="rekordbox grids of LAME MP3s without the encoder delay rekordbox plays (only for a rekordbox "
+                   "that plays them gapless).")
 @click.option("--traktor-volume", default="", metavar="NAME",
               help="Traktor LOCATION VOLUME: the disk's volume name ('Macintosh HD', 'C:') [default: none].")
 @_PREFER
 @_BAND
 @_JSON
-def export(out, rekordbox_xml, traktor_nml, relocate_from, key_notation, traktor_volume, prefer, bpm_band, as_json):
+def export(out, rekordbox_xml, traktor_nml, relocate_from, key_notation, no_lame_shift, traktor_volume, prefer, bpm_band,
+           as_json):
     """Export results folder OUT to DJ software, with the beat grid and at the files' current paths."""
     def go():
         from crate_dask.explore.export import export_rekordbox, export_traktor
@@ -83,7 +87,8 @@ def export(out, rekordbox_xml, traktor_nml, relocate_from, key_notation, traktor
         with exclusive(out, "export"):
             if rekordbox_xml:
                 summaries.append(export_rekordbox(out, rekordbox_xml, prefer=prefer, key_notation=key_notation,
-                                                  bpm_band=bpm_band, relocate_from=relocate_from))
+                                                  bpm_band=bpm_band, relocate_from=relocate_from,
+                                                  lame_shift=not no_lame_shift))
             if traktor_nml:
                 summaries.append(export_traktor(out, traktor_nml, prefer=prefer, volume=traktor_volume))
         _report(summaries, as_json)

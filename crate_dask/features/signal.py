@@ -30,8 +30,9 @@ from crate_dask.schema import AUDIO_COLUMNS
 
 __all__ = ["analyze_signal", "warm_up", "COLUMNS"]
 
-#: The columns :func:`analyze_signal` returns, in schema order.
-COLUMNS: list[str] = [c for c in AUDIO_COLUMNS if c != "analysis_s"]
+#: The columns :func:`analyze_signal` returns, in schema order (the stage adds the timing and the
+#: decoder's gapless delay, facts of the file rather than of the signal).
+COLUMNS: list[str] = [c for c in AUDIO_COLUMNS if c not in ("analysis_s", "gapless_delay_s")]
 
 
 def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset_s: float = 0.0) -> dict[str, Any]:

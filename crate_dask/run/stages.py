@@ -97,6 +97,7 @@ def analyze_audio(path: str, settings: AnalysisSettings) -> dict[str, Any]:
     t0 = time.perf_counter()
     ex = load_excerpt(path, sr=settings.sample_rate, excerpt_s=settings.excerpt_s)
     cols = analyze_signal(ex.y, sr=ex.sr, settings=settings, offset_s=ex.offset_s)
+    cols["gapless_delay_s"] = round(ex.gapless_delay_s, 6)
     cols["analysis_s"] = round(time.perf_counter() - t0, 4)
     return cols
 

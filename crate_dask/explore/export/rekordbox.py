@@ -15,7 +15,11 @@ The format (Pioneer DJ, "rekordbox XML format" spec)::
 
 ``TEMPO`` is one grid marker: ``Inizio`` its time in seconds in the decoded
 track, ``Bpm`` the tempo from there on, ``Metro`` the meter and ``Battito`` the
-beat number of the bar at ``Inizio`` (1-4). ``Location`` is a ``file://localhost``
+beat number of the bar at ``Inizio`` (1-4). rekordbox does not play LAME MP3s
+gapless (since 1.5.4), so for an MP3 with a LAME header its timeline keeps the
+encoder + decoder delay that our decoders skip: ``Inizio`` gets the track's
+``gapless_delay_s`` added (``lame_shift=False`` leaves it out; see
+:mod:`crate_dask.library.audio`). ``Location`` is a ``file://localhost``
 URL of the absolute path, every byte outside ``A-Za-z0-9_.-~/`` percent-encoded
 (UTF-8), as rekordbox writes it.
 
@@ -128,13 +132,14 @@ def _track_attrs(t: Track, track_id: int, notation: str) -> dict[str, Any]:
     }
 
 
-def _write_track(fh: IO[str], t: Track, track_id: int, notation: str) -> None:
+def _write_track(fh: IO[str], t: Track, track_id: int, notation: str, lame_shift: bool = True) -> None:
     c = t.chosen
     fh.write(f"    <TRACK{attrs(_track_attrs(t, track_id, notation))}")
     if c.beat_offset_s is None:
         fh.write("/>\n")
         return
-    tempo = {"Inizio": f"{c.beat_offset_s:.3f}", "Bpm": f"{c.bpm:.2f}", "Metro": "4/4",
+    shift = (t.number("gapless_delay_s") or 0.0) if lame_shift else 0.0
+    tempo = {"Inizio": f"{c.beat_offset_s + shift:.3f}", "Bpm": f"{c.bpm:.2f}", "Metro": "4/4",
              "Battito": _battito(c.beat_offset_s, c.downbeat_offset_s, c.bpm)}
     fh.write(f">\n      <TEMPO{attrs(tempo)}/>\n    </TRACK>\n")
 
@@ -176,7 +181,7 @@ def _head(fh: IO[str], entries: int) -> None:
 
 def export_rekordbox(out: str | os.PathLike, dest: str | os.PathLike, *, prefer: str = "analysis",
                      key_notation: str = "musical", bpm_band: float = 5.0, relocate_from: str | os.PathLike | None = None,
-                     corrections: Mapping[str, Mapping[str, Any]] | None = None) -> Summary:
+                     corrections: Mapping[str, Mapping[str, Any]] | None = None, lame_shift: bool = True) -> Summary:
     """Write the results folder ``out`` as a rekordbox XML collection at ``dest``.
 
     Parameters
@@ -195,6 +200,8 @@ def export_rekordbox(out: str | os.PathLike, dest: str | os.PathLike, *, prefer:
         An earlier collection XML (ours, or rekordbox's own export after editing): its tracks are
         kept with their IDs, cues, grids, ratings and play counts, pointed at the files' current
         paths; tracks of the results that it lacks are added after them.
+    lame_shift : bool
+        Add the LAME gapless delay of MP3s to the grid, as rekordbox (which ignores it) needs.
 
     Returns
     -------
@@ -204,12 +211,12 @@ def export_rekordbox(out: str | os.PathLike, dest: str | os.PathLike, *, prefer:
         raise FatalError(f"key notation must be one of {', '.join(KEY_NOTATIONS)}, got {key_notation!r}")
     summary = Summary(target="rekordbox", path=os.fspath(dest))
     if relocate_from is not None:
-        return _relocate(out, dest, relocate_from, prefer, key_notation, bpm_band, corrections, summary)
+        return _relocate(out, dest, relocate_from, prefer, key_notation, bpm_band, corrections, summary, lame_shift)
     playlists = _Playlists(bpm_band)
     with atomic_text(dest) as fh:
         _head(fh, count_rows(out))
         for t in iter_tracks(out, prefer=prefer, corrections=corrections):
-            _write_track(fh, t, t.track_id, key_notation)
+            _write_track(fh, t, t.track_id, key_notation, lame_shift)
             playlists.add(t, t.track_id)
             summary.count(t, supported=(t.row.get("ext") or "").lower() in KIND)
         fh.write('  </COLLECTION>\n  <PLAYLISTS>\n    <NODE Type="0" Name="ROOT" Count="1">\n')
@@ -266,7 +273,7 @@ def _old_playlists(path: str | os.PathLike) -> ET.Element | None:
     return None
 
 
-def _relocate(out, dest, old_xml, prefer, notation, band, corrections, summary: Summary) -> Summary:
+def _relocate(out, dest, old_xml, prefer, notation, band, corrections, summary: Summary, lame_shift: bool) -> Summary:
     relocate = _relocator(out)
     # Pass 1 over the old XML: which current paths it covers, under which IDs.
     covered: dict[bytes, int] = {}
@@ -298,7 +305,7 @@ def _relocate(out, dest, old_xml, prefer, notation, band, corrections, summary: 
             if tid is None:
                 next_id += 1
                 tid = next_id
-                _write_track(fh, t, tid, notation)
+                _write_track(fh, t, tid, notation, lame_shift)
                 summary.count(t, supported=(t.row.get("ext") or "").lower() in KIND)
             else:
                 summary.count(t, supported=(t.row.get("ext") or "").lower() in KIND)

@@ -31,7 +31,7 @@ PREFER = ("analysis", "tags")
 # Columns an export needs; partitions written before a column existed simply lack it (read as null).
 _COLUMNS = ["path", "path_bytes", "relpath", "ext", "size", "duration_s", "bitrate_kbps", "sample_rate", "artist",
             "title", "album", "genre", "year", "track", "label", "comment", "tag_bpm", "tag_key", "bpm",
-            "bpm_confidence", "key", "beat_offset_s", "downbeat_offset_s", "error", "error_stage", "content_id"]
+            "bpm_confidence", "key", "beat_offset_s", "downbeat_offset_s", "gapless_delay_s", "error", "error_stage", "content_id"]
 _BATCH = 4096
 
 
