@@ -194,11 +194,12 @@ def iter_tracks(out: str | os.PathLike, *, prefer: str = "analysis",
         pf = pq.ParquetFile(part)
         have = set(pf.schema_arrow.names)
         cols = [c for c in _COLUMNS if c in have]
+        missing = dict.fromkeys(c for c in _COLUMNS if c not in have)
         for batch in pf.iter_batches(batch_size=_BATCH, columns=cols):
             for row in batch.to_pylist():
                 track_id += 1
-                for c in _COLUMNS:
-                    row.setdefault(c, None)
+                if missing:
+                    row.update(missing)
                 rel = row.get("relpath") or ""
                 now = current(rel)
                 if root and rel:   # root + relpath, not the stored path: the library may have moved since

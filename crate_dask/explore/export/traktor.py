@@ -102,6 +102,15 @@ def _entry(fh: IO[str], t: Track, volume: str, today: str) -> None:
     fh.write("  </ENTRY>\n")
 
 
+def _utf8(path: str) -> bool:
+    """NML is UTF-8 text: a name whose bytes are not UTF-8 cannot be written exactly (counted as unsupported)."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def export_traktor(out: str | os.PathLike, dest: str | os.PathLike, *, prefer: str = "analysis", volume: str = "",
                    corrections: Mapping[str, Mapping[str, Any]] | None = None) -> Summary:
     """Write the results folder ``out`` as a Traktor NML collection at ``dest`` (atomically).
@@ -132,7 +141,7 @@ def export_traktor(out: str | os.PathLike, dest: str | os.PathLike, *, prefer: s
         fh.write(f'<COLLECTION ENTRIES="{count_rows(out)}">\n')
         for t in iter_tracks(out, prefer=prefer, corrections=corrections):
             _entry(fh, t, volume, stamp)
-            summary.count(t, supported=(t.row.get("ext") or "").lower() in SUPPORTED)
+            summary.count(t, supported=(t.row.get("ext") or "").lower() in SUPPORTED and _utf8(t.path))
         fh.write('</COLLECTION>\n<SETS ENTRIES="0"/>\n<PLAYLISTS><NODE TYPE="FOLDER" NAME="$ROOT">'
                  '<SUBNODES COUNT="0"/></NODE></PLAYLISTS>\n</NML>\n')
     return summary
