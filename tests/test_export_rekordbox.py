@@ -160,3 +160,5 @@ def test_usage_errors(results, tmp_path):
     empty.mkdir()
     r = run_cli("export", str(empty), "--rekordbox", str(tmp_path / "x.xml"))
     assert r.returncode == 1 and "error: no results" in r.stderr and not (tmp_path / "x.xml").exists()
+    r = run_cli("export", str(out), "--traktor", str(tmp_path / "no such folder" / "c.nml"))
+    assert r.returncode == 1 and r.stderr.startswith("error: cannot write") and len(r.stderr.splitlines()) == 1

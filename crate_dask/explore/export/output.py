@@ -14,6 +14,8 @@ import re
 import tempfile
 from typing import IO, Any, Iterator, Mapping
 
+from crate_dask.errors import FatalError
+
 # Characters XML 1.0 forbids (C0 controls but tab/LF/CR; lone surrogates; U+FFFE/U+FFFF).
 _INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -48,14 +50,19 @@ def atomic_text(path: str | os.PathLike, *, newline: str = "\n") -> Iterator[IO[
     """A UTF-8 text file that appears at ``path`` only when complete (fsync'ed, then renamed over)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
+    except OSError as exc:
+        raise FatalError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline, errors="surrogateescape") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):     # disk full, quota, I/O error while writing
+            raise FatalError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
