@@ -162,3 +162,29 @@ def test_usage_errors(results, tmp_path):
     assert r.returncode == 1 and "error: no results" in r.stderr and not (tmp_path / "x.xml").exists()
     r = run_cli("export", str(out), "--traktor", str(tmp_path / "no such folder" / "c.nml"))
     assert r.returncode == 1 and r.stderr.startswith("error: cannot write") and len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_full_disk_leaves_no_partial_file(results, tmp_path):
+    import subprocess
+
+    _lib, out = results
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        old = disk / "collection.xml"
+        old.write_text("the previous export")
+        with open(disk / "filler", "wb", buffering=0) as fh:     # fill the disk to the last block
+            try:
+                while True:
+                    fh.write(b"\0" * 4096)
+            except OSError:
+                pass
+        r = run_cli("export", str(out), "--rekordbox", str(old))
+        assert r.returncode == 1 and r.stderr.startswith("error: cannot write"), r.stderr
+        assert old.read_text() == "the previous export"                    # the old file is intact
+        assert sorted(p.name for p in disk.iterdir()) == ["collection.xml", "filler"]   # no temp file left
+    finally:
+        subprocess.run(["umount", str(disk)])
