@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: beat_offset_s, downbeat_offset_s, gapless_delay_s
 
 # (name, type, meaning); the order is the column order in the files.
 _FIELDS: list[tuple[str, pa.DataType, str]] = [
@@ -59,6 +59,9 @@ _FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("key_camelot", pa.string(), "Camelot notation: '8A'"),
     ("key_open", pa.string(), "Open Key notation: '1m'"),
     ("key_confidence", pa.float64(), "0..1"),
+    ("beat_offset_s", pa.float64(), "first beat of the beat grid, seconds from the start of the decoded file"),
+    ("downbeat_offset_s", pa.float64(), "first bar start (beat 1) of the grid, seconds; null when the bar is unclear"),
+    ("gapless_delay_s", pa.float64(), "MP3: start the decoder skipped per the LAME header (rekordbox does not skip it)"),
     ("loudness_lufs", pa.float64(), "integrated loudness of the analysed excerpt (approximate LUFS)"),
     ("analysis_note", pa.string(), "why bpm/key are empty for a readable file (silence, too short...)"),
     ("analysis_s", pa.float64(), "seconds spent analysing this file"),
@@ -71,7 +74,8 @@ SCHEMA: pa.Schema = pa.schema([pa.field(n, t) for n, t, _ in _FIELDS])
 COLUMNS: list[str] = [n for n, _, _ in _FIELDS]
 DESCRIPTIONS: dict[str, str] = {n: d for n, _, d in _FIELDS}
 AUDIO_COLUMNS: list[str] = ["bpm", "bpm_alt", "bpm_confidence", "key", "key_camelot", "key_open",
-                            "key_confidence", "loudness_lufs", "analysis_note", "analysis_s"]
+                            "key_confidence", "beat_offset_s", "downbeat_offset_s", "gapless_delay_s", "loudness_lufs",
+                            "analysis_note", "analysis_s"]
 
 
 def empty_row() -> dict[str, Any]:

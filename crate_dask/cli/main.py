@@ -1,4 +1,4 @@
-"""The ``crate-dask`` command line: analyze, status, demo (plus rename, tag, undo).
+"""The ``crate-dask`` command line: analyze, status, demo (plus rename, tag, undo, export, playlists).
 
 Options are validated up front; a fatal problem is one readable line on
 stderr and exit code 1; Ctrl-C or SIGTERM stop cleanly with exit code 130.
@@ -155,8 +155,9 @@ def demo(directory: Path, tracks: int, **kw: Any) -> None:
 def _register() -> None:
     # Each command family lives in a module of its own; the group is the one place that lists them.
     from crate_dask.cli.actions import rename, tag, undo
+    from crate_dask.cli.export import export, playlists
 
-    for cmd in (rename, undo, tag):
+    for cmd in (rename, undo, tag, export, playlists):
         main.add_command(cmd)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from crate_dask.config import AnalysisSettings
+from crate_dask.features.beats import estimate_beat_grid
 from crate_dask.features.key import estimate_key
 from crate_dask.features.loudness import integrated_loudness
 from crate_dask.features.tempo import estimate_tempo
@@ -29,12 +30,13 @@ from crate_dask.schema import AUDIO_COLUMNS
 
 __all__ = ["analyze_signal", "warm_up", "COLUMNS"]
 
-#: The columns :func:`analyze_signal` returns, in schema order.
-COLUMNS: list[str] = [c for c in AUDIO_COLUMNS if c != "analysis_s"]
+#: The columns :func:`analyze_signal` returns, in schema order (the stage adds the timing and the
+#: decoder's gapless delay, facts of the file rather than of the signal).
+COLUMNS: list[str] = [c for c in AUDIO_COLUMNS if c not in ("analysis_s", "gapless_delay_s")]
 
 
-def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings) -> dict[str, Any]:
-    """Estimate tempo, key and loudness of a mono excerpt.
+def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset_s: float = 0.0) -> dict[str, Any]:
+    """Estimate tempo, key, beat grid and loudness of a mono excerpt.
 
     Parameters
     ----------
@@ -44,12 +46,14 @@ def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings) -> dic
         Sample rate of ``y`` (at least 8000 Hz).
     settings : AnalysisSettings
         ``bpm_min``/``bpm_max`` (the octave the tempo is folded into) and ``key_profile``.
+    offset_s : float
+        Where ``y`` starts in the file (the excerpt's ``offset_s``): the grid is in file time.
 
     Returns
     -------
     dict
         ``bpm, bpm_alt, bpm_confidence, key, key_camelot, key_open, key_confidence,
-        loudness_lufs, analysis_note``. Without a tempo the bpm fields are NaN, without a key
+        beat_offset_s, downbeat_offset_s, loudness_lufs, analysis_note``. Without a tempo the bpm fields are NaN, without a key
         the key fields are None; ``analysis_note`` says why (``"silent"``, ``"too short"``,
         ``"tempo: no periodic onsets; key: no tonal content"``) and is None when both were found.
 
@@ -75,14 +79,20 @@ def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings) -> dic
     tempo = estimate_tempo(y, sr=sr, bpm_range=_bpm_range(settings))
     key = estimate_key(y, sr=sr, profile=settings.key_profile)
     lufs = integrated_loudness(y, sr=sr, dual_mono=True)
+    # The grid is fitted with the rounded BPM that is stored and exported, so that the DJ
+    # software's grid (anchor + k * 60 / bpm) lands on the beats where they were measured.
+    bpm = round(float(tempo.bpm), 2)
+    grid = estimate_beat_grid(y, sr=sr, bpm=bpm, offset_s=offset_s)
     return {
-        "bpm": round(float(tempo.bpm), 2),          # sub-BPM precision is what the estimator resolves
+        "bpm": bpm,                                  # sub-BPM precision is what the estimator resolves
         "bpm_alt": round(float(tempo.bpm_alt), 2),
         "bpm_confidence": round(float(tempo.confidence), 4),
         "key": key.key,
         "key_camelot": key.camelot,
         "key_open": key.open_key,
         "key_confidence": round(float(key.confidence), 4),
+        "beat_offset_s": round(grid.beat_offset_s, 4),
+        "downbeat_offset_s": round(grid.downbeat_offset_s, 4),
         "loudness_lufs": round(lufs, 2) if math.isfinite(lufs) else math.nan,
         "analysis_note": _join_notes(tempo.note, key.note),
     }

@@ -90,13 +90,14 @@ def read_file_tags(path: str, head: bytes | None = None) -> dict[str, Any]:
 
 
 def analyze_audio(path: str, settings: AnalysisSettings) -> dict[str, Any]:
-    """Stage ``audio`` (in-process): decode an excerpt once, estimate tempo, key and loudness."""
+    """Stage ``audio`` (in-process): decode an excerpt once, estimate tempo, key, beat grid and loudness."""
     from crate_dask.features.signal import analyze_signal
     from crate_dask.library.audio import load_excerpt
 
     t0 = time.perf_counter()
     ex = load_excerpt(path, sr=settings.sample_rate, excerpt_s=settings.excerpt_s)
-    cols = analyze_signal(ex.y, sr=ex.sr, settings=settings)
+    cols = analyze_signal(ex.y, sr=ex.sr, settings=settings, offset_s=ex.offset_s)
+    cols["gapless_delay_s"] = round(ex.gapless_delay_s, 6)
     cols["analysis_s"] = round(time.perf_counter() - t0, 4)
     return cols
 
