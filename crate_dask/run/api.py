@@ -174,6 +174,9 @@ def _fill(summary: dict, rp: RunPlan, computed: list[dict], failures: list[str],
     summary["partitions_computed"] = len(computed)
     summary["partitions_failed"] = len(failures)
     summary["partitions_pending"] = len(planned - set(infos)) if summary["status"] != "complete" else 0
+    # what is on disk, not what the client heard of: a task may finish after the run was cancelled
+    summary["partitions_saved"] = len(rp.done) + sum(1 for _, sp in rp.todo if sp.name in infos
+                                                     and infos[sp.name].digest == sp.digest)
     summary["files_computed"] = sum(s["computed"] for s in computed)
     summary["files_reused"] = sum(s["reused"] for s in computed)
     summary["seconds"] = round(seconds, 3)
@@ -206,7 +209,7 @@ def _print_summary(s: dict) -> None:
                   f"{format_duration(s['seconds'])}; computed {s['files_computed']:,} files, reused "
                   f"{s['files_reused']:,}" + (f", {s['files_per_s']:,.0f} files/s" if s.get("files_per_s") else ""))
     if s["status"] == "cancelled":
-        console.print(f"saved {s['partitions_done_before'] + s['partitions_computed']} of {s['partitions']} "
+        console.print(f"saved {s['partitions_saved']} of {s['partitions']} "
                       f"partitions; run the same command again to resume.")
     for f in s.get("failures", [])[:10]:
         console.print(f"[red]partition failed:[/] {f}")
