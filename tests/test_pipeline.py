@@ -136,7 +136,7 @@ def test_settings_change_is_reported_and_force_recomputes(tmp_path, client):
     t = pq.read_table(part)
     import json
     meta = json.loads(t.schema.metadata[b"crate_dask"])
-    meta["fingerprint"], meta["settings"]["schema_version"] = "0" * 16, 0
+    meta["fingerprint"], meta["settings"]["crate_dask_version"] = "0" * 16, "0.0"
     pq.write_table(t.replace_schema_metadata({b"crate_dask": json.dumps(meta).encode()}), part)
     s = run_analysis(lib, out, settings(), client=client)
     assert s["partitions_other_settings"] == 1 and s["partitions_computed"] == 0

@@ -14,10 +14,11 @@ child costs little throughput: the child never waits for the worker. The child
 answers in order, so the file in flight is always the oldest unanswered one.
 When it exceeds ``file_timeout_s`` the child is killed and the file recorded
 as timed out; when the child dies the file is recorded as crashed; either
-way a fresh child takes the remaining requests. Before each file the child
-caps its address space (``RLIMIT_AS``) at its current size plus
-``file_memory_mb``, so a file that needs more gets a ``MemoryError``: one
-error row, and the child goes on.
+way a fresh child takes the remaining requests. While the child works on a
+file, the worker checks its resident memory every 50 ms: growing by more than
+``file_memory_mb`` kills it, and the file gets one ``memory`` error row (an
+address-space cap, ``RLIMIT_AS``, at four times the limit stops a runaway
+allocation sooner).
 
 The children run in a session of their own and ignore SIGINT: Ctrl-C in a
 terminal (SIGINT to the foreground process group) must not look like a crash
@@ -46,6 +47,9 @@ _STARTUP_TIMEOUT_S = 600.0   # a cold numba cache can take ~30 s; a loaded machi
 WINDOW = 32                  # requests in flight: the child never idles, and the answers fit a pipe buffer
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 _WHAT = {"tags": "reading the tags", "audio": "the audio analysis"}
+_POLL_S = 0.05   # how often the memory of a child busy on one file is checked (fast files never wait this long)
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_BACKSTOP = 4    # the child's address space is capped at this many times the limit: a runaway allocation fails fast
 
 
 def _send(fh, obj: Any) -> None:
@@ -83,6 +87,7 @@ class FileRunner:
     def __init__(self, audio: bool = True) -> None:
         self.audio = audio
         self._proc: subprocess.Popen | None = None
+        self._base_rss = 0
         self.startup_s: float = 0.0   # total seconds spent starting children (import + warm-up)
 
     def _start(self) -> subprocess.Popen:
@@ -105,7 +110,13 @@ class FileRunner:
             proc.wait()
             raise RuntimeError(f"the file reader process failed to start: {msg}")
         self.startup_s += time.monotonic() - t0
+        self._base_rss = _rss(proc.pid)
         return proc
+
+    def _over(self, memory_mb: float | None) -> bool:
+        """Whether the child's resident memory grew by more than ``memory_mb`` since it started."""
+        return memory_mb is not None and self._proc is not None and (
+            _rss(self._proc.pid) > self._base_rss + memory_mb * 2**20)
 
     def run(self, jobs: Sequence[tuple[str, tuple]], settings: Any) -> Iterator[Any]:
         """Run ``jobs`` in order in the child; yields one result dict or :class:`FileProblem` per job.
@@ -135,8 +146,16 @@ class FileRunner:
                     pending.append(todo.popleft())
             except (BrokenPipeError, OSError):
                 pass   # the child died: the receive below sees it and says why
+            fd = self._proc.stdout.fileno()
+            if _wait_readable(fd, started + limit_s, lambda: self._over(memory_mb)) == "memory":
+                self.close()
+                what = _WHAT[jobs[pending.popleft()][0]]
+                todo.extendleft(reversed(pending))
+                pending.clear()
+                yield _memory_error(what, memory_mb)
+                continue
             try:
-                status, payload = _recv(self._proc.stdout.fileno(), started + limit_s)
+                status, payload, worn = _recv(fd, started + limit_s)
             except TimeoutError:
                 self.close()
                 what = _WHAT[jobs[pending.popleft()][0]]
@@ -158,11 +177,14 @@ class FileRunner:
                 continue
             op = jobs[pending.popleft()][0]
             started = time.monotonic()   # the child starts the next file as soon as it answered this one
+            if worn:   # the child grew or hit the memory limit: a fresh one gets the next files
+                self.close()
+                todo.extendleft(reversed(pending))
+                pending.clear()
             if status in ("ok", "expected"):
                 yield payload
             elif status == "memory":
-                yield FileMemoryError(f"{_WHAT[op]} needed more than the {memory_mb:g} MiB memory limit per "
-                                      "file; skipped (a higher --file-memory retries it)", limit=memory_mb)
+                yield _memory_error(_WHAT[op], memory_mb)
             else:
                 yield RuntimeError(payload)   # a bug in the child: the stage wrapper makes it a loud row
 
@@ -185,6 +207,33 @@ class FileRunner:
     def pid(self) -> int | None:
         """The child's process id, if one is running."""
         return None if self._proc is None else self._proc.pid
+
+
+def _rss(pid: int) -> int:
+    """Resident memory of process ``pid`` in bytes (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _wait_readable(fd: int, deadline: float, over_memory) -> str:
+    """Wait for the child's answer: ``ready``, ``timeout``, or ``memory`` (checked every :data:`_POLL_S`)."""
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return "timeout"
+        ready, _, _ = select.select([fd], [], [], min(deadline - now, _POLL_S))
+        if ready:
+            return "ready"
+        if over_memory():
+            return "memory"
+
+
+def _memory_error(what: str, memory_mb: float) -> FileMemoryError:
+    return FileMemoryError(f"{what} needed more than the {memory_mb:g} MiB memory limit per file; skipped "
+                           "(a higher --file-memory retries it)", limit=memory_mb)
 
 
 def _one(results: Iterator[Any]) -> dict[str, Any]:
@@ -212,21 +261,53 @@ def get_runner(audio: bool = True) -> FileRunner:
     return _RUNNERS[audio]
 
 
-def _cap_memory(memory_mb: float | None, statm: int, page: int) -> None:
-    """Allow the address space to grow by ``memory_mb`` beyond its current size (RLIMIT_AS)."""
-    import resource
+class _MemoryCap:
+    """A backstop in the child: cap its address space (RLIMIT_AS) at its start-up size plus 4x the limit.
 
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if memory_mb is None:
-        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-        return
-    vm = int(os.pread(statm, 64, 0).split()[0]) * page
-    soft = vm + int(memory_mb * 2**20)
-    resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+    The limit itself is enforced by the parent, which watches the child's
+    resident memory while it works on a file: under an address-space cap
+    alone, a library that swallows ``MemoryError`` in a loop can spin forever.
+    When the child has grown by more than half the limit anyway (caches,
+    fragmentation), or after a file hit the cap, it asks to be replaced.
+    """
+
+    def __init__(self) -> None:
+        import resource
+
+        self._statm, self._page = os.open("/proc/self/statm", os.O_RDONLY), os.sysconf("SC_PAGE_SIZE")
+        self.base, self.base_rss = self.size(), self.size(1)
+        self._hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+
+    def size(self, field: int = 0) -> int:
+        return int(os.pread(self._statm, 64, 0).split()[field]) * self._page
+
+    def set(self, memory_mb: float | None) -> None:
+        import resource
+
+        soft = self._hard if memory_mb is None else self.base + int(_BACKSTOP * memory_mb * 2**20)
+        if self._hard != resource.RLIM_INFINITY:
+            soft = min(soft, self._hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, self._hard))
+
+    def worn(self, memory_mb: float | None) -> bool:
+        return memory_mb is not None and self.size(1) > self.base_rss + memory_mb * 2**20 / 2
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this child when its worker is gone, even in the middle of a file (it would read on for nothing)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _serve(audio: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C stops the run, which stops this child
+    _exit_with_parent(os.getppid())
     from crate_dask.run.stages import read_file_tags
 
     out = sys.stdout.buffer
@@ -240,7 +321,7 @@ def _serve(audio: bool) -> None:
         except Exception as exc:  # pragma: no cover - a broken install
             _send(out, f"warm-up failed: {type(exc).__name__}: {exc}")
             return
-    statm, page = os.open("/proc/self/statm", os.O_RDONLY), os.sysconf("SC_PAGE_SIZE")
+    cap = _MemoryCap()
     _send(out, "ready")
     fd = sys.stdin.buffer.fileno()
     while True:
@@ -249,7 +330,7 @@ def _serve(audio: bool) -> None:
         except EOFError:
             return
         try:
-            _cap_memory(memory_mb, statm, page)
+            cap.set(memory_mb)
             result = read_file_tags(*args) if op == "tags" else analyze_audio(*args, settings)
             answer = ("ok", result)
         except FileProblem as exc:
@@ -260,8 +341,8 @@ def _serve(audio: bool) -> None:
             answer = ("bug", f"{type(exc).__name__}: {exc}")
         finally:
             result = None   # free the file's memory before lifting the cap
-            _cap_memory(None, statm, page)
-        _send(out, answer)
+            cap.set(None)
+        _send(out, (*answer, answer[0] == "memory" or cap.worn(memory_mb)))
 
 
 if __name__ == "__main__":

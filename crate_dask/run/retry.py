@@ -47,7 +47,8 @@ def legacy_error_type(row: dict[str, Any]) -> str:
     """
     err, stage = row.get("error") or "", row.get("error_stage")
     for needle, etype in (("BUG", "bug"), ("permission denied", "permission"), ("vanished", "vanished"),
-                          ("crashed", "crashed"), ("longer than", "timeout"), ("truncated", "truncated")):
+                          ("crashed", "crashed"), ("longer than", "timeout"), ("truncated file", "truncated"),
+                          ("truncated:", "truncated")):
         if needle in err:
             return etype
     return "vanished" if stage == "file" else "undecodable" if stage == "audio" else "unreadable"
