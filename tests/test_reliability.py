@@ -143,6 +143,9 @@ def test_retry_errors_recomputes_only_error_rows(tmp_path, client):
     assert run_analysis(lib, out, settings(), client=client)["partitions_computed"] == 0   # a verdict: kept
     s = run_analysis(lib, out, settings(retry_errors=True), client=client)
     assert s["partitions_computed"] == 1 and s["files_computed"] == 1 and s["files_reused"] == 3
+    from crate_dask.run.status import collect_status
+
+    assert collect_status(out, scan=False)["errors_by_type"] == {"unreadable": 1}   # from footers, no parsing
 
 
 def test_rows_of_the_previous_schema_are_upgraded_by_reuse_not_recomputed(tmp_path, client):

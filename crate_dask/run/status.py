@@ -35,6 +35,7 @@ def collect_status(out: str | Path, *, scan: bool = True) -> dict[str, Any]:
                           "last_run": {k: last.get(k) for k in ("time", "status", "files", "rows", "errors",
                                                                  "seconds", "mode")} if last else None}
     st["errors_by_stage"] = _errors_by_stage(out) if st["errors"] else {}
+    st["errors_by_type"] = _errors_by_type(out) if st["errors"] else {}
     if scan and state.get("root") and Path(state["root"]).is_dir():
         from crate_dask.run.graph import prepare
 
@@ -66,6 +67,14 @@ def _last_settings(last: dict, state: dict) -> Settings:
     return build_settings(cli={**analysis, "partition_size": state.get("partition_size", 1000)})
 
 
+def _errors_by_type(out: Path) -> dict[str, int]:
+    """Error rows by structured cause, from the partition footers (no rows are read)."""
+    counts: Counter = Counter()
+    for info in read_parts_info(out).values():
+        counts.update(info.meta.get("error_types") or {})
+    return dict(sorted(counts.items()))
+
+
 def _errors_by_stage(out: Path) -> dict[str, int]:
     counts: Counter = Counter()
     for p in list_parts(out):
@@ -93,6 +102,8 @@ def print_status(st: dict[str, Any]) -> None:
     console.print(f"rows: {st['rows']:,}  with errors: {st['errors']:,}"
                   + (f"  ({', '.join(f'{k}: {v}' for k, v in st['errors_by_stage'].items())})"
                      if st["errors_by_stage"] else ""))
+    if st.get("errors_by_type"):
+        console.print("  by cause: " + ", ".join(f"{k}: {v}" for k, v in st["errors_by_type"].items()))
     console.print(f"modes: {st['modes']}  versions: {st['versions']}")
     for op in st["operations"][-5:]:
         hint = {"applied": "  (crate-dask undo reverts it)",
