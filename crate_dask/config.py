@@ -29,6 +29,10 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+#: Settings that bound the work on one file: they change no successful row, so they are not in the
+#: fingerprint; an error row records the limit it hit and is retried when the setting is raised.
+LIMITS = ("file_timeout_s", "file_memory_mb")
+
 #: Bumped whenever an algorithm change makes old rows incomparable with new ones.
 ANALYSIS_VERSION = 1
 
@@ -43,7 +47,8 @@ class AnalysisSettings:
     bpm_min: float = 78.0
     bpm_max: float = 180.0
     key_profile: str = "auto"
-    file_timeout_s: float = 60.0
+    file_timeout_s: float = 60.0      # per file, for reading tags and for the audio analysis
+    file_memory_mb: float = 2048.0    # per file: memory the isolated reader may add beyond its start-up size
 
     def fingerprint(self) -> str:
         """A short stable hash of the settings that produced a row.
@@ -61,7 +66,7 @@ class AnalysisSettings:
         d: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "metadata_only": self.metadata_only}
         if not self.metadata_only:
             d.update({f.name: getattr(self, f.name) for f in fields(self)
-                      if f.name not in ("metadata_only", "file_timeout_s")})
+                      if f.name not in ("metadata_only", *LIMITS)})
             d["analysis_version"] = ANALYSIS_VERSION
         d["crate_dask_version"] = __version__.split("+")[0].rsplit(".", 1)[0]  # major.minor
         return d
@@ -77,6 +82,7 @@ class RunSettings:
     sequential: bool = False
     progress: bool = True
     force: bool = False
+    retry_errors: bool = False          # recompute the error rows (quarantined files included), reuse the rest
     dashboard_port: int = 8787
 
 
@@ -150,3 +156,5 @@ def _validate(s: Settings) -> None:
         raise FatalError("excerpt_s must be positive (or unset for the whole track)")
     if a.file_timeout_s <= 0:
         raise FatalError("file_timeout_s must be positive")
+    if a.file_memory_mb < 16:
+        raise FatalError("file_memory_mb must be at least 16 (MiB)")

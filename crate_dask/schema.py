@@ -16,7 +16,9 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2   # 2: beat_offset_s, downbeat_offset_s, gapless_delay_s
+#: 2: error_type, error_limit and crashes; beat_offset_s, downbeat_offset_s, gapless_delay_s
+#: (rows of version 1 are upgraded when reused: the new columns are empty until a file is analysed again).
+SCHEMA_VERSION = 2
 
 # (name, type, meaning); the order is the column order in the files.
 _FIELDS: list[tuple[str, pa.DataType, str]] = [
@@ -66,8 +68,12 @@ _FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("analysis_note", pa.string(), "why bpm/key are empty for a readable file (silence, too short...)"),
     ("analysis_s", pa.float64(), "seconds spent analysing this file"),
     # outcome
-    ("error_stage", pa.string(), "scan, tags or audio: the stage that failed; null if none"),
+    ("error_stage", pa.string(), "file, tags or audio: the stage that failed; null if none"),
+    ("error_type", pa.string(), "structured cause: unreadable, truncated, undecodable, timeout, memory, crashed, "
+                                "quarantined, permission, vanished or bug (see crate_dask.errors.ERROR_TYPES)"),
     ("error", pa.string(), "readable error message; null if none"),
+    ("error_limit", pa.float64(), "for timeout / memory errors: the limit exceeded (seconds / MiB)"),
+    ("crashes", pa.int64(), "how many runs in a row the reader crashed on this unchanged file"),
 ]
 
 SCHEMA: pa.Schema = pa.schema([pa.field(n, t) for n, t, _ in _FIELDS])

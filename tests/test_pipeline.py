@@ -136,7 +136,7 @@ def test_settings_change_is_reported_and_force_recomputes(tmp_path, client):
     t = pq.read_table(part)
     import json
     meta = json.loads(t.schema.metadata[b"crate_dask"])
-    meta["fingerprint"], meta["settings"]["schema_version"] = "0" * 16, 0
+    meta["fingerprint"], meta["settings"]["crate_dask_version"] = "0" * 16, "0.0"
     pq.write_table(t.replace_schema_metadata({b"crate_dask": json.dumps(meta).encode()}), part)
     s = run_analysis(lib, out, settings(), client=client)
     assert s["partitions_other_settings"] == 1 and s["partitions_computed"] == 0
@@ -180,3 +180,19 @@ def test_metadata_mode_does_not_import_the_audio_stack_in_workers(tmp_path, clie
     run_analysis(tmp_path / "lib", tmp_path / "out", settings(), client=client)
     loaded = client.run(lambda: sorted(m for m in ("librosa", "numba", "scipy.signal", "av") if m in sys.modules))
     assert all(v == [] for v in loaded.values()), loaded
+
+
+def test_a_file_moved_into_a_later_partition_is_reused_whatever_the_task_order(tmp_path):
+    # The partition the file left is recomputed too; in sequential mode it is written first, and its
+    # new file no longer holds the moved row: the reuse must read the partition as it was (a snapshot).
+    lib = tmp_path / "lib"
+    make_library(lib, 10, nested=2)
+    out = tmp_path / "out"
+    seq = settings(sequential=True)
+    run_analysis(lib, out, seq)
+    src = next((lib / "folder0").glob("track 0002.*"))
+    os.rename(src, lib / "folder1" / f"zz moved{src.suffix}")
+    s = run_analysis(lib, out, seq)
+    assert s["partitions_computed"] == 2 and s["files_computed"] == 0 and s["files_reused"] == 10
+    row = pd.read_parquet(out).set_index("relpath").loc[f"folder1/zz moved{src.suffix}"]
+    assert row["title"] == "Title 2"

@@ -119,3 +119,15 @@ def test_odd_file_names_survive_a_parquet_round_trip(tmp_path_factory, stems):
     df = pd.read_parquet(root / "out")
     assert set(df["relpath"]) == made
     assert {os.fsdecode(b) for b in df["path_bytes"]} == {str(lib / n) for n in made}
+
+
+def test_special_files_and_symlink_loops_are_listed_with_a_problem(tmp_path):
+    os.mkfifo(tmp_path / "pipe.mp3")
+    os.symlink(tmp_path / "loop2.flac", tmp_path / "loop1.flac")
+    os.symlink(tmp_path / "loop1.flac", tmp_path / "loop2.flac")
+    os.symlink(tmp_path / "nowhere.wav", tmp_path / "broken.wav")
+    touch(tmp_path / "ok.mp3")
+    found = {f.relpath: f.problem for f in scan_library(tmp_path).files}
+    assert found == {"broken.wav": "cannot stat file: broken symlink",
+                     "loop1.flac": "cannot stat file: symlink loop", "loop2.flac": "cannot stat file: symlink loop",
+                     "ok.mp3": None, "pipe.mp3": "not a regular file: a named pipe (FIFO)"}

@@ -2,7 +2,9 @@
 
 import os
 
+import pytest
 from conftest import make_file
+from pathological import streamed_wav
 from privileges import as_unprivileged
 
 from crate_dask.config import AnalysisSettings
@@ -92,3 +94,45 @@ def test_content_id_changes_with_content_not_name(tmp_path):
 def test_stat_problem_from_scan_is_reported(tmp_path):
     row = process_file(str(tmp_path), FileEntry("x.mp3", -1, 0, 0, "cannot stat file: broken symlink"), META)
     assert row["error_stage"] == "file" and row["size"] is None
+
+
+def test_every_error_row_carries_a_structured_cause(tmp_path):
+    (tmp_path / "empty.mp3").write_bytes(b"")
+    (tmp_path / "text.mp3").write_text("hello, I am not audio\n" * 50)
+    good = make_file(tmp_path / "src" / "full.wav", seconds=2.0).read_bytes()
+    (tmp_path / "truncated.wav").write_bytes(good[:2000])
+    os.symlink(tmp_path / "nowhere.mp3", tmp_path / "broken.mp3")
+    rows = rows_for(tmp_path)
+    assert {k: r["error_type"] for k, r in rows.items()} == {
+        "empty.mp3": "unreadable", "text.mp3": "unreadable", "truncated.wav": "truncated",
+        "broken.mp3": "unreadable", "src/full.wav": None}
+    assert all(r["error_limit"] is None for r in rows.values())
+
+
+def test_a_fifo_named_mp3_gets_a_row_and_is_never_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.mp3")   # opening it for reading would block until a writer comes
+    make_file(tmp_path / "ok.flac")
+    rows = rows_for(tmp_path)
+    assert rows["ok.flac"]["error"] is None
+    row = rows["pipe.mp3"]
+    assert (row["error_stage"], row["error_type"]) == ("file", "unreadable") and "named pipe" in row["error"]
+
+
+def test_a_symlink_loop_says_loop_not_broken(tmp_path):
+    os.symlink(tmp_path / "b.mp3", tmp_path / "a.mp3")
+    os.symlink(tmp_path / "a.mp3", tmp_path / "b.mp3")
+    rows = rows_for(tmp_path)
+    for name in ("a.mp3", "b.mp3"):
+        assert "symlink loop" in rows[name]["error"] and "broken" not in rows[name]["error"]
+        assert rows[name]["error_type"] == "unreadable"
+
+
+@pytest.mark.parametrize("size_field", [0, 0xFFFFFFFF])
+def test_a_wav_written_to_a_pipe_is_read_as_a_stream(tmp_path, size_field):
+    streamed_wav(tmp_path / "piped.wav", size_field, seconds=2.0)
+    row = rows_for(tmp_path)["piped.wav"]
+    assert row["error"] is None, row["error"]
+    assert (row["format"], row["sample_rate"], row["channels"]) == ("wav", 22050, 1)
+    assert abs(row["duration_s"] - 2.0) < 0.01
+    full = process_file(str(tmp_path), scan_library(tmp_path).files[0], AnalysisSettings(excerpt_s=30.0))
+    assert full["error"] is None and full["analysis_s"] is not None

@@ -81,3 +81,11 @@ def test_truncated_files_are_detected_from_the_header(tmp_path, ext):
 def test_vanished_file(tmp_path):
     with pytest.raises(UnreadableFileError, match="vanished"):
         read_tags(tmp_path / "gone.mp3")
+
+
+def test_streamed_wav_sizes_are_placeholders_not_truncation(tmp_path):
+    from pathological import streamed_wav
+
+    for size_field in (0, 0xFFFFFFFF):
+        t = read_tags(streamed_wav(tmp_path / f"s{size_field}.wav", size_field, seconds=3.0))
+        assert (t["format"], t["codec"], t["sample_rate"], round(t["duration_s"], 2)) == ("wav", "pcm", 22050, 3.0)

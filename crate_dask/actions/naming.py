@@ -31,7 +31,7 @@ from crate_dask.schema import SCHEMA
 DEFAULT_TEMPLATE = "{artist} - {title}"
 
 _NOT_FIELDS = {"path", "path_bytes", "relpath", "mtime", "mtime_ns", "size", "error", "error_stage",
-               "analysis_s", "analysis_note"}
+               "error_type", "error_limit", "crashes", "analysis_s", "analysis_note"}
 #: Fields a template may use: the result columns, plus ``stem`` (the current name without extension).
 FIELDS: frozenset[str] = frozenset({f.name for f in SCHEMA if f.name not in _NOT_FIELDS} | {"stem"})
 

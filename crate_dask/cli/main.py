@@ -47,7 +47,9 @@ def analysis_options(f):
         click.option("--bpm-range", type=(float, float), default=None, metavar="LOW HIGH",
                      help="Fold tempi into this range [default: 78 180]."),
         click.option("--file-timeout", "file_timeout_s", type=float, default=None, metavar="SECONDS",
-                     help="Time limit per file for the audio analysis [default: 60]."),
+                     help="Time limit per file, for reading tags and for the audio analysis [default: 60]."),
+        click.option("--file-memory", "file_memory_mb", type=float, default=None, metavar="MIB",
+                     help="Memory limit per file (MiB) for reading tags and for the audio analysis [default: 2048]."),
         click.option("--partition-size", type=int, default=None, help="Files per partition [default: 1000]."),
         click.option("--workers", type=int, default=None, help="Local worker processes [default: one per core]."),
         click.option("--scheduler", default=None, metavar="ADDRESS",
@@ -56,6 +58,8 @@ def analysis_options(f):
         click.option("--no-progress", is_flag=True, default=False, help="No live progress display."),
         click.option("--json", "as_json", is_flag=True, default=False, help="Print a JSON summary on stdout."),
         click.option("--force", is_flag=True, default=None, help="Recompute every partition, reuse nothing."),
+        click.option("--retry-errors", is_flag=True, default=None,
+                     help="Recompute only the rows with errors (quarantined files too); reuse every other row."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="TOML config file [default: $CRATE_DASK_CONFIG or ~/.config/crate-dask/config.toml]."),
     ]
@@ -66,8 +70,8 @@ def analysis_options(f):
 
 def settings_from_options(kw: dict[str, Any]) -> Settings:
     """Build the frozen settings from CLI options (defaults < config file < flags)."""
-    cli = {k: kw.get(k) for k in ("metadata_only", "excerpt_s", "file_timeout_s", "partition_size", "workers",
-                                  "scheduler", "sequential", "force")}
+    cli = {k: kw.get(k) for k in ("metadata_only", "excerpt_s", "file_timeout_s", "file_memory_mb", "partition_size",
+                                  "workers", "scheduler", "sequential", "force", "retry_errors")}
     if kw.get("bpm_range"):
         cli["bpm_min"], cli["bpm_max"] = kw["bpm_range"]
     if kw.get("no_progress") or kw.get("as_json"):

@@ -130,7 +130,7 @@ def print_summary(s: dict) -> None:
                   f"{format_duration(s['seconds'])}; computed {s['files_computed']:,} files, reused "
                   f"{s['files_reused']:,}" + (f", {s['files_per_s']:,.0f} files/s" if s.get("files_per_s") else ""))
     if s["status"] == "cancelled":
-        console.print(f"saved {s['partitions_done_before'] + s['partitions_computed']} of {s['partitions']} "
+        console.print(f"saved {s.get('partitions_saved', s['partitions_done_before'] + s['partitions_computed'])} of {s['partitions']} "
                       f"partitions; run the same command again to resume.")
     for f in s.get("failures", [])[:10]:
         console.print(f"[red]partition failed:[/] {f}")

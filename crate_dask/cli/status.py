@@ -21,6 +21,8 @@ def print_status(st: dict[str, Any]) -> None:
     console.print(f"rows: {st['rows']:,}  with errors: {st['errors']:,}"
                   + (f"  ({', '.join(f'{k}: {v}' for k, v in st['errors_by_stage'].items())})"
                      if st["errors_by_stage"] else ""))
+    if st.get("errors_by_type"):
+        console.print("  by cause: " + ", ".join(f"{k}: {v}" for k, v in st["errors_by_type"].items()))
     console.print(f"modes: {st['modes']}  versions: {st['versions']}")
     for op in st["operations"][-5:]:
         hint = {"applied": "  (crate-dask undo reverts it)",

@@ -126,22 +126,23 @@ def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 1
         try:
             y, sr_in, offset_s, track_s, expected_s = decode(path, excerpt_s)
         except _Damaged as exc:
-            raise DecodeError(f"cannot decode audio: {exc}") from None
+            raise DecodeError(f"cannot decode audio: {exc}", error_type=exc.error_type) from None
         except DecodeError as exc:
-            problems.append(str(exc))
+            problems.append((str(exc), exc.error_type))
             continue
         if y.size == 0:
-            problems.append(f"truncated: no audio at {offset_s:.1f} s of a track whose header announces "
-                            f"{track_s:.1f} s" if offset_s > 0 and track_s else "no audio frames")
+            problems.append((f"truncated: no audio at {offset_s:.1f} s of a track whose header announces "
+                             f"{track_s:.1f} s", "truncated") if offset_s > 0 and track_s
+                            else ("no audio frames", "undecodable"))
             continue
         got_s = len(y) / sr_in
         if expected_s is not None and got_s < _MIN_DECODED_FRACTION * expected_s:
-            problems.append(f"truncated: decoded {got_s:.1f} s of the {expected_s:.1f} s expected")
+            problems.append((f"truncated: decoded {got_s:.1f} s of the {expected_s:.1f} s expected", "truncated"))
             continue
         delay = mp3_gapless_delay(path) if _is_mpeg(head) else 0.0
         return Excerpt(_resample(y, sr_in, sr), sr, offset_s, track_s, delay)
     # The decoder that matched the sniffed format has the most relevant message.
-    raise DecodeError(f"cannot decode audio: {problems[0]}")
+    raise DecodeError(f"cannot decode audio: {problems[0][0]}", error_type=problems[0][1])
 
 
 def _id3_size(head: bytes) -> int:
@@ -216,15 +217,15 @@ def _read_head(path: PathLike) -> bytes:
                 if not head:
                     raise DecodeError("tags but no audio data after them")
     except FileNotFoundError:
-        raise DecodeError("file not found") from None
+        raise DecodeError("file not found", error_type="vanished") from None
     except PermissionError:
-        raise DecodeError("permission denied") from None
+        raise DecodeError("permission denied", error_type="permission") from None
     except IsADirectoryError:
         raise DecodeError("is a directory") from None
     except OSError as exc:
         raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
     if not head:
-        raise DecodeError("empty file (0 bytes)")
+        raise DecodeError("empty file (0 bytes)", error_type="unreadable")
     return head
 
 
@@ -277,7 +278,8 @@ def _check_chunk_sizes(log: str) -> None:
         declared, actual = int(m.group(1)), int(m.group(2))
         # 0 and 0xFFFFFFFF are the placeholders of streamed WAVs, not truncation.
         if 0 < declared < 0xFFFFFF00 and actual < _MIN_DECODED_FRACTION * declared:
-            raise _Damaged(f"truncated: the audio data is {actual} bytes, the header announces {declared}")
+            raise _Damaged(f"truncated: the audio data is {actual} bytes, the header announces {declared}",
+                           error_type="truncated")
 
 
 def _decode_av(path: PathLike, excerpt_s: float | None):

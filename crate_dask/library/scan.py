@@ -3,7 +3,9 @@
 The scan is the one place that walks the file system. It returns entries in a
 deterministic order (names sorted within each folder, depth first), skips
 hidden files and macOS ``._*`` AppleDouble files, follows symlinked folders
-once (no loops), and reports unreadable folders instead of failing. File names
+once (no loops), and reports unreadable folders instead of failing. Every
+audio-named entry gets a row, even one that cannot be read: a broken symlink,
+a symlink loop, a FIFO named ``.mp3`` (which is never opened). File names
 that are not valid UTF-8 survive as ``str`` with surrogate escapes, so the
 exact bytes can always be recovered with ``os.fsencode``.
 
@@ -17,6 +19,7 @@ exact bytes can always be recovered with ``os.fsencode``.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as stat_mod
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ class FileEntry:
     size: int
     mtime_ns: int
     ino: int = 0
-    problem: str | None = None   # the file was listed but could not be stat'ed
+    problem: str | None = None   # listed, but cannot be stat'ed or is not a regular file: never opened
 
 
 @dataclass
@@ -102,12 +105,44 @@ def _walk(abs_dir: str, rel_dir: str, active: set[tuple[int, int]], result: Scan
         elif is_audio_name(e.name):
             try:
                 st = e.stat(follow_symlinks=True)
-            except OSError as exc:   # a broken symlink or a file that vanished: still one row
-                why = "broken symlink" if e.is_symlink() else (exc.strerror or str(exc))
+            except OSError as exc:   # a broken symlink, a symlink loop, a file that vanished: still one row
+                why = stat_problem(exc, e.is_symlink())[1]
                 result.files.append(FileEntry(rel, -1, 0, 0, f"cannot stat file: {why}"))
                 continue
             if stat_mod.S_ISREG(st.st_mode):
                 result.files.append(FileEntry(rel, st.st_size, st.st_mtime_ns, st.st_ino))
+            else:   # a FIFO named .mp3 would block whoever opens it: a row that says what it is, never opened
+                result.files.append(FileEntry(rel, st.st_size, st.st_mtime_ns, st.st_ino,
+                                              not_regular_problem(st.st_mode)[1]))
+
+
+def stat_problem(exc: OSError, is_symlink: bool) -> tuple[str, str]:
+    """(error type, words) for a file that cannot be stat'ed.
+
+    >>> import errno
+    >>> stat_problem(OSError(errno.ELOOP, "Too many levels of symbolic links"), True)
+    ('unreadable', 'symlink loop')
+    >>> stat_problem(FileNotFoundError(errno.ENOENT, "No such file or directory"), True)
+    ('unreadable', 'broken symlink')
+    """
+    if exc.errno == errno.ELOOP:
+        return "unreadable", "symlink loop"
+    if isinstance(exc, FileNotFoundError):
+        return ("unreadable", "broken symlink") if is_symlink else ("vanished", "file vanished during the scan")
+    if isinstance(exc, PermissionError):
+        return "permission", "permission denied"
+    return "unreadable", exc.strerror or str(exc)
+
+
+def not_regular_problem(mode: int) -> tuple[str, str]:
+    """(error type, words) for something with an audio name that is not a regular file.
+
+    >>> not_regular_problem(stat_mod.S_IFIFO)
+    ('unreadable', 'not a regular file: a named pipe (FIFO)')
+    """
+    kind = ("named pipe (FIFO)" if stat_mod.S_ISFIFO(mode) else "socket" if stat_mod.S_ISSOCK(mode)
+            else "device" if stat_mod.S_ISCHR(mode) or stat_mod.S_ISBLK(mode) else "special file")
+    return "unreadable", f"not a regular file: a {kind}"
 
 
 def display_path(path: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from typing import Any, Mapping
 
 import mutagen
@@ -101,13 +102,15 @@ def open_audio(path: str | os.PathLike | bytes, *, head: bytes | None = None) ->
     except UnreadableFileError:
         raise
     except FileNotFoundError:
-        raise UnreadableFileError("file vanished before it could be read") from None
+        raise UnreadableFileError("file vanished before it could be read", error_type="vanished") from None
     except PermissionError:
-        raise UnreadableFileError("permission denied") from None
+        raise UnreadableFileError("permission denied", error_type="permission") from None
     except OSError as exc:
         raise UnreadableFileError(f"cannot read file: {exc.strerror or exc}") from None
     except mutagen.MutagenError as exc:
         raise UnreadableFileError(f"corrupt or truncated audio container ({_short(exc)})") from None
+    except MemoryError:
+        raise                 # over the memory limit: the isolated reader records it as such
     except Exception as exc:  # mutagen raises assorted errors on garbage; all mean "unreadable"
         raise UnreadableFileError(f"corrupt audio container ({type(exc).__name__}: {_short(exc)})") from None
     if f is None:
@@ -119,8 +122,12 @@ def read_tags(path: str | os.PathLike | bytes, *, head: bytes | None = None) -> 
     """Read stream facts and tags of one file as flat columns.
 
     Missing values are ``None``; numbers are parsed leniently ("3/12" -> 3,
-    "2019-05-01" -> 2019, "128.00" -> 128.0).
+    "2019-05-01" -> 2019, "128.00" -> 128.0). A WAV written to a pipe (its
+    sizes are placeholders) is read as a stream: its audio runs to the end of the file.
     """
+    stream = _streamed_wav(path, head)
+    if stream is not None:
+        return stream
     f = open_audio(path, head=head)
     kind = type(f).__name__
     fmt, codec = _FORMATS.get(kind, (kind.lower(), None))
@@ -169,6 +176,48 @@ def read_tags(path: str | os.PathLike | bytes, *, head: bytes | None = None) -> 
     return out
 
 
+_PLACEHOLDERS = (0, 0xFFFFFFFF)   # what a WAV writer that cannot seek back leaves in the size fields
+
+
+def _streamed_wav(path, head: bytes | None) -> dict[str, Any] | None:
+    """Stream facts of a WAV whose data chunk size is a placeholder (0 or 0xFFFFFFFF), else ``None``.
+
+    mutagen trusts the sizes (0 s, 27 hours, or "container chunk data size < 4")
+    while decoders read such a file to its end, so its facts come from the
+    ``fmt`` chunk and the file size. The tags of a streamed WAV would follow
+    its data, which has no end: there are none to read.
+    """
+    if head is None or not (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
+        if head is not None:
+            return None
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(8192)
+        except OSError:
+            return None   # open_audio words the error
+        if not (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
+            return None
+    pos, fmt = 12, None
+    while pos + 8 <= len(head):
+        cid, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if cid == b"fmt " and size >= 16 and pos + 24 <= len(head):
+            fmt = head[pos + 8:pos + 24]
+        elif cid == b"data":
+            if size not in _PLACEHOLDERS or fmt is None:
+                return None
+            tag, channels, sr, byte_rate, _block, bits = struct.unpack("<HHIIHH", fmt)
+            if not (channels and sr and byte_rate):
+                return None
+            data = os.path.getsize(path) - (pos + 8)
+            out: dict[str, Any] = dict.fromkeys([*_TEXT_FIELDS, "track", "track_total", "disc", "year", "tag_bpm"])
+            out.update(format="wav", codec="pcm", duration_s=max(data, 0) / byte_rate,
+                       bitrate_kbps=round(byte_rate * 8 / 1000.0, 1), sample_rate=sr, channels=channels,
+                       bits_per_sample=bits or None)
+            return out
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def _check_complete(f: mutagen.FileType, kind: str, path) -> None:
     """Detect truncation from the header alone: the file is much smaller than the audio it declares."""
     length, bitrate = getattr(f.info, "length", 0) or 0, getattr(f.info, "bitrate", 0) or 0
@@ -182,13 +231,14 @@ def _check_complete(f: mutagen.FileType, kind: str, path) -> None:
         frames = -(-int(getattr(info, "total_samples", 0) or 0) // block)
         floor = (getattr(info, "min_framesize", 0) or 0) * max(frames - 1, 0)
         if size < floor or bitrate < 500:
-            raise UnreadableFileError(f"truncated file: {size} bytes cannot hold the {length:.1f} s it declares")
+            raise UnreadableFileError(f"truncated file: {size} bytes cannot hold the {length:.1f} s it declares",
+                                      error_type="truncated")
         return
     if kind in ("WAVE", "AIFF") or (kind == "MP3" and getattr(f.info, "bitrate_mode", 0)):
         expected = bitrate / 8.0 * length
         if size < 0.9 * expected:
             raise UnreadableFileError(f"truncated file: it holds {100 * size / expected:.0f}% of the audio data "
-                                      f"its header declares ({length:.1f} s)")
+                                      f"its header declares ({length:.1f} s)", error_type="truncated")
 
 
 def _read_id3(tags: ID3) -> dict[str, Any]:

@@ -186,6 +186,9 @@ def _fill(summary: dict, rp: RunPlan, computed: list[dict], failures: list[str],
     summary["partitions_computed"] = len(computed)
     summary["partitions_failed"] = len(failures)
     summary["partitions_pending"] = len(planned - set(infos)) if summary["status"] != "complete" else 0
+    # what is on disk, not what the client heard of: a task may finish after the run was cancelled
+    summary["partitions_saved"] = len(rp.done) + sum(1 for _, sp in rp.todo if sp.name in infos
+                                                     and infos[sp.name].digest == sp.digest)
     summary["files_computed"] = sum(s["computed"] for s in computed)
     summary["files_reused"] = sum(s["reused"] for s in computed)
     summary["seconds"] = round(seconds, 3)

@@ -23,6 +23,7 @@ from crate_dask.config import Settings
 from crate_dask.errors import FatalError
 from crate_dask.library.scan import ScanResult, display_path, scan_library
 from crate_dask.run.plan import Partition, boundaries, plan_partitions
+from crate_dask.run.retry import partition_needs_retry
 from crate_dask.run.tasks import PartitionSpec, Reuse, run_partition
 from crate_dask.store.history import moved_paths, tag_writes
 from crate_dask.store.partitions import (
@@ -35,6 +36,7 @@ from crate_dask.store.partitions import (
     read_part_info,
     read_parts_info,
     save_state,
+    snapshot_to_stale,
     write_file_list,
 )
 
@@ -72,6 +74,23 @@ def compatible(info: PartInfo, settings: Settings) -> bool:
         and info.settings.get("schema_version") == a.provenance()["schema_version"])
 
 
+def upgradable(info: PartInfo, settings: Settings) -> bool:
+    """Whether ``info``'s rows predate the current schema but were made with the same settings.
+
+    Such a partition is computed again with every row reused (and upgraded):
+    cheap, and no hours of audio analysis are redone for a new column.
+    """
+    from crate_dask.schema import SCHEMA_VERSION
+
+    old, new = dict(info.settings), settings.analysis.provenance()
+    if (old.get("schema_version") or 0) >= SCHEMA_VERSION:
+        return False
+    old.pop("schema_version", None)
+    new.pop("schema_version", None)
+    return old == new or (settings.analysis.metadata_only and not old.get("metadata_only")
+                          and old.get("crate_dask_version") == new.get("crate_dask_version"))
+
+
 def prepare(root: str | Path, out: str | Path, settings: Settings) -> RunPlan:
     """Scan the library and decide, partition by partition, what this run computes."""
     scan = scan_library(root)
@@ -95,7 +114,13 @@ def prepare(root: str | Path, out: str | Path, settings: Settings) -> RunPlan:
         if force or info is None or info.digest != p.digest():
             todo.append(p)
         elif compatible(info, settings):
-            rp.done.append(p.name)
+            if info.fingerprint == settings.analysis.fingerprint() and partition_needs_retry(
+                    info.meta, settings.analysis, settings.run.retry_errors):
+                todo.append(p)   # it holds error rows this run retries; every other row is reused
+            else:
+                rp.done.append(p.name)
+        elif upgradable(info, settings):
+            todo.append(p)   # written before the current schema: rewritten from its own rows
         elif info.metadata_only and not settings.analysis.metadata_only:
             todo.append(p)   # audio analysis was asked for and these partitions lack it
         else:
@@ -103,8 +128,8 @@ def prepare(root: str | Path, out: str | Path, settings: Settings) -> RunPlan:
             _diff(info.settings, meta["settings"], rp.settings_changes)
     planned = {p.name for p in plan}
     rp.remove = sorted(n for n in infos if n not in planned)
-    rp.todo = [(p, PartitionSpec(name=p.name, root=scan.root, out=out_s, digest=p.digest(), meta=meta))
-               for p in todo]
+    rp.todo = [(p, PartitionSpec(name=p.name, root=scan.root, out=out_s, digest=p.digest(), meta=meta,
+                                 retry_errors=settings.run.retry_errors)) for p in todo]
     return rp
 
 
@@ -118,28 +143,36 @@ def _reuse_sources(out: str, todo: Sequence[Partition], settings: Settings) -> d
     """For each partition to compute, the earlier rows (by file) that can be reused.
 
     Sources are the partition files in ``out`` and in its ``_stale`` folder.
+    A source that is itself about to be recomputed is read from a snapshot
+    (a hard link in ``_stale``): its rows must still be there when another
+    partition's task reads them, whatever the order the tasks run in.
     Reads only three small columns of them; the rows themselves are read by
     the workers.
     """
+    todo_names = {p.name for p in todo}
     paths = list_parts(out) + list_parts(out, stale=True)
-    sources = [i for i in (read_part_info(p) for p in paths) if i is not None and compatible(i, settings)]
+    sources = [i for i in (read_part_info(p) for p in paths)
+               if i is not None and (compatible(i, settings) or upgradable(i, settings))]
     if not sources:
         return {}
+    snapshots = snapshot_to_stale(out, [i.name for i in sources if i.name in todo_names
+                                        and Path(i.path).parent == Path(out)])
     by_rel: dict[str, tuple[str, int, int]] = {}
-    by_sig: dict[tuple[int, int], tuple[str, str]] = {}
+    by_sig: dict[tuple[int, int], list[tuple[str, str]]] = defaultdict(list)
     for info in sources:
+        path = snapshots.get(info.name, info.path) if Path(info.path).parent == Path(out) else info.path
         try:
-            t = pq.read_table(info.path, columns=["relpath", "size", "mtime_ns"])
+            t = pq.read_table(path, columns=["relpath", "size", "mtime_ns"])
         except (OSError, ValueError):
             continue
         for rel, size, mt in zip(*(t.column(c).to_pylist() for c in ("relpath", "size", "mtime_ns"))):
-            by_rel.setdefault(rel, (info.path, size, mt))
+            by_rel.setdefault(rel, (path, size, mt))
             if size is not None and mt is not None:
-                by_sig.setdefault((size, mt), (info.path, rel))
+                by_sig[(size, mt)].append((path, rel))   # equal signatures: the content id decides later
     retagged, earlier = _journaled_changes(out)
     result: dict[str, list[Reuse]] = {}
     for p in todo:
-        per_file: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+        per_file: dict[str, dict[str, Any]] = defaultdict(dict)
         for f in p.files:
             rel = display_path(f.relpath)
             hit = by_rel.get(rel)
@@ -152,8 +185,11 @@ def _reuse_sources(out: str, todo: Sequence[Partition], settings: Settings) -> d
                         per_file[by_rel[old_rel][0]][old_rel] = (f.relpath, "retagged")
                         break
             elif (f.size, f.mtime_ns) in by_sig:
-                src, old_rel = by_sig[(f.size, f.mtime_ns)]
-                per_file[src][old_rel] = (f.relpath, "moved")
+                for src, old_rel in by_sig[(f.size, f.mtime_ns)]:
+                    prev = per_file[src].get(old_rel)
+                    target = (f.relpath, "moved")
+                    per_file[src][old_rel] = target if prev is None else (
+                        (prev, target) if isinstance(prev[0], str) else (*prev, target))
         result[p.name] = [Reuse(path=src, rows=rows) for src, rows in sorted(per_file.items())]
     return result
 

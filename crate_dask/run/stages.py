@@ -3,7 +3,7 @@
 A row goes through ``file`` (path columns, size, mtime, content id), ``tags``
 (mutagen) and, unless metadata-only, ``audio`` (decode + tempo + key). Each
 stage is run by :func:`run_stage`: an expected problem with the file becomes
-``error_stage``/``error`` in the row and later stages are skipped; an
+``error_stage``/``error_type``/``error`` in the row and later stages are skipped; an
 unexpected exception is logged as a bug and *still* becomes a row, so every
 file found gets exactly one row whatever happens.
 """
@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat as stat_mod
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from crate_dask.config import AnalysisSettings
-from crate_dask.errors import FileChangedError, FileProblem
-from crate_dask.library.scan import FileEntry, display_path, library_path
+from crate_dask.errors import AnalysisTimeout, FileChangedError, FileProblem, WorkInterrupted  # noqa: F401 (AnalysisTimeout: doctest)
+from crate_dask.library.scan import FileEntry, display_path, library_path, not_regular_problem, stat_problem
 from crate_dask.schema import empty_row
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,16 @@ def file_facts(root: str, entry: FileEntry) -> dict[str, Any]:
 def check_file(path: str, entry: FileEntry) -> dict[str, Any]:
     """Stage ``file``: the file is still there, unchanged since the scan; compute its content id."""
     if entry.problem:
-        raise FileChangedError(entry.problem)
+        raise FileChangedError(entry.problem, error_type=_problem_type(path))
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise FileChangedError("file vanished during the run") from None
     except OSError as exc:
-        raise FileChangedError(f"cannot stat file: {exc.strerror or exc}") from None
+        error_type, why = stat_problem(exc, os.path.islink(path))
+        raise FileChangedError("file vanished during the run" if error_type == "vanished"
+                               else f"cannot stat file: {why}", error_type=error_type) from None
+    if not stat_mod.S_ISREG(st.st_mode):   # replaced by a FIFO since the scan: opening it would block
+        error_type, why = not_regular_problem(st.st_mode)
+        raise FileChangedError(why, error_type=error_type)
     if st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
         # Analyse what is there now, but say so: the next run sees the new size/mtime and redoes it.
         log.info("%s changed since the scan", path)
@@ -77,9 +81,18 @@ def check_file(path: str, entry: FileEntry) -> dict[str, Any]:
         cid, head = _ident(path, st.st_size)
         return {"content_id": cid, "_head": head}   # the head saves the tags stage a format sniff
     except PermissionError:
-        raise FileChangedError("permission denied") from None
+        raise FileChangedError("permission denied", error_type="permission") from None
     except OSError as exc:
         raise FileChangedError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+def _problem_type(path: str) -> str:
+    """The error type of a file the scan could not use, from its condition now."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return stat_problem(exc, os.path.islink(path))[0]
+    return "vanished" if stat_mod.S_ISREG(st.st_mode) else not_regular_problem(st.st_mode)[0]
 
 
 def read_file_tags(path: str, head: bytes | None = None) -> dict[str, Any]:
@@ -103,27 +116,37 @@ def analyze_audio(path: str, settings: AnalysisSettings) -> dict[str, Any]:
 
 
 def run_stage(stage: str, fn: Callable[..., dict], row: dict[str, Any], *args: Any, **kw: Any) -> dict:
-    """Run one stage on ``row``; the only place where exceptions become row fields."""
+    """Run one stage on ``row``; the only place where exceptions become row fields.
+
+    A :class:`FileProblem` gives ``error_stage``, ``error_type`` (its structured
+    cause), ``error`` and, for a time or memory limit, ``error_limit``. An
+    interrupted run (:class:`WorkInterrupted`) is never data: it propagates.
+
+    >>> row = run_stage("tags", lambda: (_ for _ in ()).throw(AnalysisTimeout("slow", limit=5.0)),
+    ...                 {"error": None, "path": "x.mp3"})
+    >>> row["error_stage"], row["error_type"], row["error_limit"]
+    ('tags', 'timeout', 5.0)
+    """
     if row["error"] is not None:   # an earlier stage failed: pass the row through
         return row
     try:
         row.update(fn(*args, **kw))
     except FileProblem as exc:   # a bad file is an expected outcome
-        row.update(error_stage=stage, error=str(exc))
-    except MemoryError:
-        raise                    # a worker problem, not a property of the file
+        row.update(error_stage=stage, error_type=exc.error_type, error=str(exc), error_limit=exc.limit)
+    except (MemoryError, WorkInterrupted):
+        raise                    # a worker problem or a cancelled run, not a property of the file
     except Exception as exc:     # a bug: keep the row, make it loud
         log.exception("bug in stage %s on %s", stage, row.get("path"))
-        row.update(error_stage=stage, error=f"BUG {type(exc).__name__}: {exc}")
+        row.update(error_stage=stage, error_type="bug", error=f"BUG {type(exc).__name__}: {exc}")
     return row
 
 
 def process_file(root: str, entry: FileEntry, settings: AnalysisSettings,
                  audio: Callable[[str, AnalysisSettings], dict] | None = None) -> dict[str, Any]:
-    """All stages for one file; always returns exactly one row.
+    """All stages for one file, in this process; always returns exactly one row.
 
-    ``audio`` runs the audio stage (default: in-process :func:`analyze_audio`;
-    the pipeline passes an isolated runner with a time limit).
+    ``audio`` runs the audio stage (default: in-process :func:`analyze_audio`).
+    The pipeline uses :func:`process_files`, which isolates reading.
     """
     path = library_path(root, entry.relpath)
     row = file_facts(root, entry)
@@ -132,3 +155,34 @@ def process_file(root: str, entry: FileEntry, settings: AnalysisSettings,
     if not settings.metadata_only:
         run_stage("audio", audio or analyze_audio, row, path, settings)
     return row
+
+
+def process_files(root: str, entries: Sequence[FileEntry], settings: AnalysisSettings,
+                  runner: Any = None) -> list[dict[str, Any]]:
+    """All stages for many files; tags and audio are read in the isolated ``runner``, one row per file.
+
+    ``runner`` is a :class:`crate_dask.run.isolation.FileRunner` (default: the
+    worker's, with the audio stack unless metadata-only). The ``file`` stage
+    (stat, content id) runs here: it reads 16 KiB and cannot hang on content.
+
+    Raises
+    ------
+    WorkInterrupted
+        The run is being cancelled: no row is returned for any of these files.
+    """
+    from crate_dask.run.isolation import get_runner, unwrap
+
+    runner = runner or get_runner(audio=not settings.metadata_only)
+    paths = [library_path(root, e.relpath) for e in entries]
+    rows = [file_facts(root, e) for e in entries]
+    for row, path, entry in zip(rows, paths, entries):
+        run_stage("file", check_file, row, path, entry)
+    stages = ("tags",) if settings.metadata_only else ("tags", "audio")
+    for stage in stages:
+        todo = [i for i, r in enumerate(rows) if r["error"] is None]
+        jobs = [(stage, (paths[i], rows[i].pop("_head", None)) if stage == "tags" else (paths[i],)) for i in todo]
+        for i, result in zip(todo, runner.run(jobs, settings)):
+            run_stage(stage, unwrap, rows[i], result)
+    for row in rows:
+        row.pop("_head", None)
+    return rows

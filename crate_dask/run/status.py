@@ -35,6 +35,7 @@ def collect_status(out: str | Path, *, scan: bool = True) -> dict[str, Any]:
                           "last_run": {k: last.get(k) for k in ("time", "status", "files", "rows", "errors",
                                                                  "seconds", "mode")} if last else None}
     st["errors_by_stage"] = _errors_by_stage(out) if st["errors"] else {}
+    st["errors_by_type"] = _errors_by_type(out) if st["errors"] else {}
     if scan and state.get("root") and Path(state["root"]).is_dir():
         from crate_dask.run.graph import prepare
 
@@ -64,6 +65,14 @@ def _last_settings(last: dict, state: dict) -> Settings:
     known = set(AnalysisSettings.__dataclass_fields__)
     analysis = {k: v for k, v in (last.get("settings") or {}).items() if k in known}
     return build_settings(cli={**analysis, "partition_size": state.get("partition_size", 1000)})
+
+
+def _errors_by_type(out: Path) -> dict[str, int]:
+    """Error rows by structured cause, from the partition footers (no rows are read)."""
+    counts: Counter = Counter()
+    for info in read_parts_info(out).values():
+        counts.update(info.meta.get("error_types") or {})
+    return dict(sorted(counts.items()))
 
 
 def _errors_by_stage(out: Path) -> dict[str, int]:

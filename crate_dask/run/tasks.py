@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from crate_dask.config import AnalysisSettings
 from crate_dask.errors import NoSpaceError
 from crate_dask.library.scan import FileEntry, library_path
-from crate_dask.run.stages import content_id, file_facts, process_file
+from crate_dask.run.retry import count_crash, partition_summary, row_needs_retry, upgrade_row
+from crate_dask.run.stages import content_id, file_facts, process_files
 from crate_dask.schema import AUDIO_COLUMNS, to_table
 
 
@@ -26,7 +27,8 @@ from crate_dask.schema import AUDIO_COLUMNS, to_table
 class Reuse:
     """Rows of one earlier partition file that may be reused.
 
-    ``rows`` maps an old relpath to (new relpath, mode): ``same`` (same path,
+    ``rows`` maps an old relpath to (new relpath, mode), or to a tuple of such
+    pairs when several new files share its size and mtime: ``same`` (same path,
     size and mtime: reuse as is), ``moved`` (renamed or moved: reuse if the
     content id matches) or ``retagged`` (crate_dask wrote its tags: reuse the
     audio analysis, read the tags again).
@@ -47,6 +49,7 @@ class PartitionSpec:
     meta: dict[str, Any]
     reuse: tuple[Reuse, ...] = field(default=())
     files_path: str = ""   # OUT/_plan/<name>.parquet: the partition's files, read by the worker
+    retry_errors: bool = False   # recompute every error row (--retry-errors)
 
 
 def run_partition(files: Sequence[FileEntry], specs: Sequence[PartitionSpec],
@@ -54,91 +57,123 @@ def run_partition(files: Sequence[FileEntry], specs: Sequence[PartitionSpec],
     """Bag ``map_partitions`` function: compute the partition's rows and write its file.
 
     Returns a one-element list with the partition's summary (name, rows, errors,
-    reused, seconds, ...), so that the bag of summaries is tiny.
+    reused, seconds, ...), so that the bag of summaries is tiny. If the run is
+    interrupted while files are in flight (:class:`~crate_dask.errors.WorkInterrupted`),
+    nothing is written.
     """
+    from crate_dask.run.isolation import get_runner
     from crate_dask.store.partitions import write_partition
 
     (spec,) = specs
     t0 = time.perf_counter()
     old = _load_reusable(spec.reuse)
-    audio = None
-    if not settings.metadata_only:
-        from crate_dask.run.isolation import get_runner
-
-        runner = get_runner()
-        audio = runner.analyze
-        startup0 = runner.startup_s
-    rows, reused, errors = [], 0, 0
-    for entry in files:
-        row = _reuse_row(spec.root, entry, old.get(entry.relpath), settings, audio)
-        if row is None:
-            row = process_file(spec.root, entry, settings, audio)
+    runner = get_runner(audio=not settings.metadata_only)
+    startup0 = runner.startup_s
+    rows: list[dict[str, Any] | None] = [None] * len(files)
+    compute, retag = [], []
+    for i, entry in enumerate(files):
+        row = _reuse_row(spec.root, entry, old.get(entry.relpath), settings, spec.retry_errors)
+        if row is _RETAG:
+            retag.append(i)
+        elif row is None:
+            compute.append(i)
         else:
-            reused += 1
-        errors += row["error"] is not None
-        rows.append(row)
-    meta = {**spec.meta, "digest": spec.digest, "rows": len(rows), "errors": errors}
+            rows[i] = row
+    reused = len(files) - len(compute)
+    for i, row in zip(compute, process_files(spec.root, [files[i] for i in compute], settings, runner)):
+        rows[i] = count_crash(row, _earlier_row(files[i], old.get(files[i].relpath)))
+    meta_only = _metadata(settings)
+    for i, row in zip(retag, process_files(spec.root, [files[i] for i in retag], meta_only, runner)):
+        rows[i] = _with_audio(row, old[files[i].relpath][1])
+    errors = sum(r["error"] is not None for r in rows)
+    meta = {**spec.meta, "digest": spec.digest, "rows": len(rows), "errors": errors, **partition_summary(rows)}
     try:
         write_partition(to_table(rows), spec.out, spec.name, meta)
     except NoSpaceError as exc:   # returned, not raised: the client stops the run with one line, no worker log
         return [{"name": spec.name, "no_space": list(exc.args)}]
     return [{"name": spec.name, "rows": len(rows), "errors": errors, "reused": reused,
              "computed": len(rows) - reused, "seconds": time.perf_counter() - t0,
-             "startup_s": (runner.startup_s - startup0) if audio else 0.0, "pid": os.getpid()}]
+             "startup_s": runner.startup_s - startup0, "pid": os.getpid()}]
 
 
 def _load_reusable(reuse: Sequence[Reuse]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """new relpath -> (mode, old row), read from the earlier partition files."""
-    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    """new relpath -> (mode, old row), read from the earlier partition files.
+
+    A file found by (size, mtime) may have several candidates: the one with
+    the same content id wins when the row is built.
+    """
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for src in reuse:
         try:
             table = pq.read_table(src.path)
         except (OSError, ValueError):
             continue   # the old file was replaced or removed meanwhile: compute instead
         for old_row in table.to_pylist():
-            hit = src.rows.get(old_row["relpath"])
-            if hit is not None:
-                new_rel, mode = hit
-                found[new_rel] = (mode, old_row)
-    return found
+            for new_rel, mode in _targets(src.rows.get(old_row["relpath"])):
+                found.setdefault(new_rel, []).append((mode, upgrade_row(old_row)))
+    return {rel: hits[0] if len(hits) == 1 else ("moved", hits) for rel, hits in found.items()}
 
 
-def _reuse_row(root: str, entry: FileEntry, hit: tuple[str, dict] | None, settings: AnalysisSettings,
-               audio) -> dict[str, Any] | None:
-    """The row for ``entry`` built from an earlier row, or ``None`` if it must be computed."""
+def _targets(hit) -> tuple[tuple[str, str], ...]:
+    """The (new relpath, mode) pairs an old row serves (one, or several when signatures collide)."""
+    if hit is None:
+        return ()
+    return (hit,) if isinstance(hit[0], str) else tuple(hit)
+
+
+_RETAG = object()   # the row's audio analysis is reused, its tags are read again
+
+
+def _reuse_row(root: str, entry: FileEntry, hit: tuple[str, Any] | None, settings: AnalysisSettings,
+               retry_errors: bool = False) -> dict[str, Any] | object | None:
+    """The row for ``entry`` built from an earlier row, :data:`_RETAG`, or ``None`` if it must be computed."""
     if hit is None or entry.problem:
         return None
     mode, old = hit
-    if _transient(old):
+    if mode == "moved" and isinstance(old, list):   # several candidates with this size and mtime
+        return _reuse_moved(root, entry, [o for _, o in old], settings, retry_errors)
+    if row_needs_retry(old, settings, retry_errors):
         return None
     if mode == "same":
         if old["size"] != entry.size or old["mtime_ns"] != entry.mtime_ns:
             return None
         return old
-    path = library_path(root, entry.relpath)
-    try:
-        cid = content_id(path, entry.size)
-    except OSError:
-        return None
     if mode == "moved":
-        if cid != old["content_id"]:
-            return None
-        return {**old, **{k: v for k, v in file_facts(root, entry).items() if k in _PATH_COLUMNS},
-                "content_id": cid}
+        return _reuse_moved(root, entry, [old], settings, retry_errors)
     if mode == "retagged" and not settings.metadata_only:
-        row = process_file(root, entry, _metadata(settings))
-        if row["error"] is None:
-            row.update({k: old[k] for k in AUDIO_COLUMNS})
-            row["error_stage"], row["error"] = old["error_stage"], old["error"]
-        return row
+        return _RETAG
     return None
 
 
-def _transient(row: dict[str, Any]) -> bool:
-    """Errors that may go away without the file changing (permissions, I/O, bugs): retry them."""
-    err = row.get("error") or ""
-    return row.get("error_stage") == "file" or err.startswith("BUG") or "permission denied" in err \
-        or "vanished" in err or "crashed" in err
+def _reuse_moved(root: str, entry: FileEntry, candidates: list[dict[str, Any]], settings: AnalysisSettings,
+                 retry_errors: bool) -> dict[str, Any] | None:
+    """The row of a renamed or moved file: the candidate with its content id, if any."""
+    try:
+        cid = content_id(library_path(root, entry.relpath), entry.size)
+    except OSError:
+        return None
+    for old in candidates:
+        if old["content_id"] == cid and not row_needs_retry(old, settings, retry_errors):
+            return {**old, **{k: v for k, v in file_facts(root, entry).items() if k in _PATH_COLUMNS},
+                    "content_id": cid}
+    return None
+
+
+def _earlier_row(entry: FileEntry, hit: tuple[str, Any] | None) -> dict[str, Any] | None:
+    """The earlier row of this very file version (same size and mtime), for counting crashes."""
+    if hit is None or hit[0] == "retagged":
+        return None
+    olds = [o for _, o in hit[1]] if isinstance(hit[1], list) else [hit[1]]
+    return next((o for o in olds if (o["size"], o["mtime_ns"]) == (entry.size, entry.mtime_ns)), None)
+
+
+def _with_audio(row: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """Fresh tags of a file whose tags crate_dask wrote, with its earlier audio analysis."""
+    if row["error"] is None:
+        row.update({k: old[k] for k in AUDIO_COLUMNS})
+        for k in ("error_stage", "error_type", "error", "error_limit", "crashes"):
+            row[k] = old.get(k)
+    return row
 
 
 _PATH_COLUMNS = ("path", "path_bytes", "relpath", "ext", "size", "mtime", "mtime_ns")

@@ -18,9 +18,10 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -57,6 +58,7 @@ class PartInfo:
     version: str
     rows: int
     errors: int
+    meta: dict = field(default_factory=dict, compare=False, repr=False)   # the whole footer record
 
     @property
     def metadata_only(self) -> bool:
@@ -143,7 +145,7 @@ def read_part_info(path: str | os.PathLike) -> PartInfo | None:
     return PartInfo(name=Path(path).name[:-len(".parquet")], path=str(path), digest=meta.get("digest", ""),
                     fingerprint=meta.get("fingerprint", ""), settings=meta.get("settings", {}),
                     version=meta.get("version", ""), rows=int(meta.get("rows", 0)),
-                    errors=int(meta.get("errors", 0)))
+                    errors=int(meta.get("errors", 0)), meta=meta)
 
 
 def list_parts(out: str | os.PathLike, *, stale: bool = False) -> list[Path]:
@@ -171,6 +173,27 @@ def move_to_stale(out: str | os.PathLike, names: Iterable[str]) -> None:
         if src.exists() and read_part_info(src) is not None:
             stale.mkdir(exist_ok=True)
             os.replace(src, stale / f"{name}-{uuid.uuid4().hex[:8]}.parquet")
+
+
+def snapshot_to_stale(out: str | os.PathLike, names: Iterable[str]) -> dict[str, str]:
+    """Hard-link partition files into ``_stale/`` (a copy if links fail): name -> snapshot path.
+
+    A partition being recomputed is replaced by a new file (a new inode), so
+    the snapshot keeps the rows other partitions' tasks may still reuse.
+    """
+    stale, snaps = stale_dir(out), {}
+    for name in names:
+        src = part_path(out, name)
+        dst = stale / f"{name}-{uuid.uuid4().hex[:8]}.parquet"
+        stale.mkdir(exist_ok=True)
+        try:
+            os.link(src, dst)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            shutil.copy2(src, dst)
+        snaps[name] = str(dst)
+    return snaps
 
 
 def clear_stale(out: str | os.PathLike) -> None:
