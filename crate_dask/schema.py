@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: fingerprint column
 
 # (name, type, meaning); the order is the column order in the files.
 _FIELDS: list[tuple[str, pa.DataType, str]] = [
@@ -61,6 +61,7 @@ _FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("key_confidence", pa.float64(), "0..1"),
     ("loudness_lufs", pa.float64(), "integrated loudness of the analysed excerpt (approximate LUFS)"),
     ("analysis_note", pa.string(), "why bpm/key are empty for a readable file (silence, too short...)"),
+    ("fingerprint", pa.binary(), "audio fingerprint of the excerpt (features/fingerprint.py): finds re-encodings"),
     ("analysis_s", pa.float64(), "seconds spent analysing this file"),
     # outcome
     ("error_stage", pa.string(), "scan, tags or audio: the stage that failed; null if none"),
@@ -71,7 +72,7 @@ SCHEMA: pa.Schema = pa.schema([pa.field(n, t) for n, t, _ in _FIELDS])
 COLUMNS: list[str] = [n for n, _, _ in _FIELDS]
 DESCRIPTIONS: dict[str, str] = {n: d for n, _, d in _FIELDS}
 AUDIO_COLUMNS: list[str] = ["bpm", "bpm_alt", "bpm_confidence", "key", "key_camelot", "key_open",
-                            "key_confidence", "loudness_lufs", "analysis_note", "analysis_s"]
+                            "key_confidence", "loudness_lufs", "analysis_note", "fingerprint", "analysis_s"]
 
 
 def empty_row() -> dict[str, Any]:
