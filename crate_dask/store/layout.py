@@ -44,3 +44,8 @@ def lock_path(out: str | os.PathLike) -> Path:
 def journal_dir(out: str | os.PathLike) -> Path:
     """One folder per rename or tag operation: its plan, journal and status."""
     return Path(out) / "_journal"
+
+
+def corrections_path(out: str | os.PathLike) -> Path:
+    """Manual BPM/key corrections (``crate-dask fix``): data of their own, never touched by ``analyze``."""
+    return Path(out) / "_corrections.json"
