@@ -14,10 +14,10 @@ Two forms, both parsed by hand here (user input is never given to ``eval``):
 Key columns accept any key notation: ``key = 'Am'``, ``key_camelot = 'A minor'``
 and ``key:8A`` all mean A minor.
 
->>> columns = {"bpm": "number", "artist": "text", "key_camelot": "text", "corrected": "bool"}
+>>> columns = {"bpm": "number", "artist": "text", "key": "text", "corrected": "bool"}
 >>> q = parse_query("bpm:120..130 key:8A artist:daft", columns)
 >>> sorted(q.columns)
-['artist', 'bpm', 'key_camelot']
+['artist', 'bpm', 'key']
 >>> parse_query("bmp > 120", columns)
 Traceback (most recent call last):
 ...

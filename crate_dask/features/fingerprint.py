@@ -96,7 +96,9 @@ def fingerprint(y: np.ndarray, sr: int) -> bytes | None:
     loud = energy.sum(axis=1) > 1e-10 * win
     if loud.sum() < 8:
         return None
-    e = np.log10(energy + 1e-12)
+    # A floor 40 dB under each frame's total keeps nearly empty bands (tonal or band-limited audio) from
+    # turning codec noise into bits.
+    e = np.log10(energy + 1e-4 * energy.sum(axis=1, keepdims=True) + 1e-12)
     d = e[:, :-1] - e[:, 1:]                             # (n, 32): gain-free spectral shape per frame
     prof = d[loud].mean(axis=0)
     mid = n // 2
