@@ -84,7 +84,7 @@ def summarise(batches: Iterable[pa.Table], *, out: str = "OUT", root: str | None
         n += len(df)
         for k in c:
             if k in df:
-                c[k].update(df[k].dropna().tolist())
+                c[k].update(df[k].value_counts().to_dict())
         if "error" in df:
             bad = df[df["error"].notna()]
             errors += len(bad)
@@ -151,6 +151,29 @@ def key_disagrees(tag_key: str | None, key: str | None) -> bool:
     return parse_key(tag_key) != key
 
 
+def _octaves(tag: np.ndarray, bpm: np.ndarray, tolerance: float = 0.04) -> np.ndarray:
+    """:func:`octave_error` for whole columns."""
+    out = np.full(len(tag), None, object)
+    with np.errstate(invalid="ignore"):
+        for name, f in (("half", 0.5), ("double", 2.0)):
+            out[np.abs(tag - bpm * f) <= tolerance * bpm * f] = name
+    return out
+
+
+_PARSED: dict[str, str | None] = {}
+
+
+def _parse_cached(text):
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return None
+    if text in _PARSED:
+        return _PARSED[text]
+    key = parse_key(text)
+    if len(_PARSED) < 10_000:
+        _PARSED[text] = key
+    return key
+
+
 def qa_tables(batches: Iterable[pa.Table], *, limit: int = QA_LIMIT) -> dict[str, Any]:
     """The rows to review, by kind: ``tag_bpm_octave``, ``tag_key_disagrees``, ``missing_tags``, ``needs_review``.
 
@@ -164,12 +187,11 @@ def qa_tables(batches: Iterable[pa.Table], *, limit: int = QA_LIMIT) -> dict[str
         df = t.to_pandas()
         ok = df["error"].isna() if "error" in df else pd.Series(True, index=df.index)
         bpm = df["bpm"] if "bpm" in df else pd.Series(np.nan, index=df.index)
-        octv = [octave_error(a, b) if pd.notna(a) and pd.notna(b) else None for a, b in zip(df["tag_bpm"], bpm)]
-        df["octave"] = octv
+        df["octave"] = _octaves(df["tag_bpm"].to_numpy(float), bpm.to_numpy(float))
+        parsed = df["tag_key"].map(_parse_cached)      # a library has a few dozen distinct key spellings
         sel = {
             "tag_bpm_octave": ok & df["octave"].notna(),
-            "tag_key_disagrees": ok & pd.Series([key_disagrees(a, b) for a, b in zip(df["tag_key"], df["key"])],
-                                                index=df.index, dtype=bool),
+            "tag_key_disagrees": ok & df["tag_key"].notna() & df["key"].notna() & (parsed != df["key"]),
             "missing_tags": ok & (df["artist"].isna() | df["title"].isna()
                                   | (df["artist"].fillna("x").str.strip() == "") | (df["title"].fillna("x").str.strip() == "")),
         }

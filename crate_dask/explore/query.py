@@ -11,6 +11,8 @@ Two forms, both parsed by hand here (user input is never given to ``eval``):
   and-ed; ``col:value`` is *contains* for text and *equals* otherwise; ``lo..hi``,
   ``lo..`` and ``..hi`` are ranges; a bare word searches artist, title, album and path).
 
+A comparison with a missing value is neither true nor false, as in SQL:
+``not bpm < 125`` leaves out the tracks without a tempo (``bpm is null`` finds them).
 Key columns accept any key notation: ``key = 'Am'``, ``key_camelot = 'A minor'``
 and ``key:8A`` all mean A minor.
 

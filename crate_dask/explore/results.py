@@ -76,9 +76,11 @@ class Results:
         if not parts:
             raise FatalError(f"no results in {out}: run `crate-dask analyze LIBRARY --out {out}` first")
         # Older partitions may lack newer columns (fingerprint, needs_review): one schema covers all of them.
-        schemas = [SCHEMA] + [pq.read_schema(p).remove_metadata() for p in parts]
-        self.schema = pa.unify_schemas(schemas)
-        self._ds = ds.dataset([str(p) for p in parts], schema=self.schema, format="parquet")
+        metas = [pq.read_metadata(p) for p in parts]
+        self.schema = pa.unify_schemas([SCHEMA] + [m.schema.to_arrow_schema().remove_metadata() for m in metas])
+        self._parts = [str(p) for p in parts]
+        self._rows = [m.num_rows for m in metas]     # lets a plain page skip whole files without reading them
+        self._ds = ds.dataset(self._parts, schema=self.schema, format="parquet")
         self.corrections: Corrections = load_corrections(out)
         self.root = load_state(out).get("root")
         full = pa.schema(list(self.schema) + [pa.field(n, t) for n, t in VIRTUAL.items()])
@@ -88,7 +90,7 @@ class Results:
     # --- basics ---------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self._ds.count_rows()
+        return sum(self._rows)
 
     def __repr__(self) -> str:
         return f"<Results {self.out}: {len(self)} files, {len(self.corrections)} corrections>"
@@ -98,7 +100,7 @@ class Results:
         return where if isinstance(where, Query) else parse_query(where, self.kinds)
 
     def batches(self, columns: Sequence[str] | None = None, where: str | Query | None = None,
-                batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+                batch_rows: int = BATCH_ROWS, *, _dataset: ds.Dataset | None = None) -> Iterator[pa.Table]:
         """The matching rows, corrections applied, as a stream of tables with ``columns``."""
         q = self.query(where)
         cols = list(columns or DEFAULT_COLUMNS)
@@ -113,7 +115,7 @@ class Results:
         # Push the filter into the scan when the stored values are the ones the filter means.
         pushdown = q.expression is not None and not (q.columns & set(VIRTUAL)) and not (
             corrected and q.columns & set(VALUE_COLUMNS))
-        scanner = self._ds.scanner(columns=[c for c in self.schema.names if c in read], batch_size=batch_rows,
+        scanner = (_dataset or self._ds).scanner(columns=[c for c in self.schema.names if c in read], batch_size=batch_rows,
                                    filter=q.expression if pushdown else None, use_threads=False)
         for batch in scanner.to_batches():
             if batch.num_rows == 0:
@@ -170,8 +172,21 @@ class Results:
         read = cols + [k for k, _ in keys if k not in cols]
         keep = offset + limit
         if not keys:
-            got, skipped = [], 0
-            for t in self.batches(read, where):
+            got, skipped, sub = [], 0, None
+            if self.query(where).expression is None:   # skip whole files: their row counts are in the footers
+                first = 0
+                while first < len(self._rows) and skipped + self._rows[first] <= offset:
+                    skipped += self._rows[first]
+                    first += 1
+                last, n = first, 0
+                while last < len(self._rows) and n < offset - skipped + limit:
+                    n += self._rows[last]
+                    last += 1
+                sub = ds.dataset(self._parts[first:last], schema=self.schema, format="parquet") \
+                    if last > first else None
+                if sub is None:
+                    return self._empty(cols).to_pandas()
+            for t in self.batches(read, where, _dataset=sub):
                 if skipped + t.num_rows <= offset:
                     skipped += t.num_rows
                     continue
@@ -236,14 +251,18 @@ class Results:
             No such file in the results.
         """
         cols = list(columns or self.columns)
+        self._check_columns(cols)
         text = os.fspath(path)
         absolute = os.path.abspath(text)
-        for expr in (pc.field("path") == absolute, pc.field("relpath") == text.strip("/"),
-                     pc.field("path") == text):
-            t = self._ds.to_table(columns=[c for c in self.schema.names], filter=expr)
-            if t.num_rows:
-                t = self._virtual(t.slice(0, 1), bool(self.corrections))
-                return {c: t.column(c)[0].as_py() for c in cols}
+        tries = [pc.field("path") == absolute, pc.field("relpath") == text.strip("/"), pc.field("path") == text]
+        where = Query(text, tries[0] | tries[1] | tries[2], {"path", "relpath"})
+        found = [t for t in self.batches(sorted(set(cols) | {"path", "relpath"}), where)]
+        if found:
+            t = pa.concat_tables(found)
+            for e in tries:                      # the most specific match first
+                hit = t.filter(e)
+                if hit.num_rows:
+                    return {c: hit.column(c)[0].as_py() for c in cols}
         raise QueryError(f"no file {text!r} in the results of {self.out} (give its path, or its path relative "
                          f"to the library root {self.root})")
 

@@ -65,7 +65,9 @@ def _rows(rng: np.random.Generator, start: int, n: int, root: str) -> pa.Table:
     err = rng.random(n) < 0.03
     which = rng.integers(len(_ERRORS), size=n)
     tag_bpm = np.where(rng.random(n) < 0.5, bpm * rng.choice([1.0, 1.0, 1.0, 0.5, 2.0], n), np.nan).round(0)
-    tag_key = np.array([to_id3_key(k) if r < 0.4 else None for k, r in zip(key, rng.random(n))], object)
+    other = np.array(KEYS, object)[rng.integers(24, size=n)]          # about 4 % of key tags disagree
+    tag_key = np.array([to_id3_key(k if r < 0.36 else o) if r < 0.4 else None
+                        for k, o, r in zip(key, other, rng.random(n))], object)
     missing = rng.random(n) < 0.02
     cols = {c: pa.nulls(n, SCHEMA.field(c).type) for c in COLUMNS}
     size = (dur * np.array([_FORMATS[f][3] for f in fmt]) * 125).astype(np.int64)
