@@ -48,7 +48,7 @@ def write_report(results, path: str | os.PathLike, *, max_ber: float | None = No
     qa = results.qa()
     dups = results.duplicates(**({"max_ber": max_ber} if max_ber is not None else {}))
     tracks = _tracks(results)
-    plots = _plots(summary)
+    plots = summary_plots(summary)
     doc = _page(results, summary, qa, dups, tracks, plots)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,8 @@ def _tracks(results) -> dict[str, Any]:
 
 # --- plots --------------------------------------------------------------------------------------------
 
-def _plots(s: dict[str, Any]) -> list:
+def summary_plots(s: dict[str, Any]) -> list:
+    """The Bokeh figures of a summary (:meth:`Results.summary`): BPM, Camelot wheel, formats, bitrates, errors, time."""
     from bokeh.models import ColumnDataSource, HoverTool
     from bokeh.plotting import figure
 
