@@ -21,3 +21,16 @@ def analyze(library, out, settings=None, *, client=None, on_event=None):
     from crate_dask.run.api import run_analysis
 
     return run_analysis(library, out, settings or build_settings(), client=client, on_event=on_event)
+
+
+def open_results(out):
+    """Open a results folder for paging, filtering, summaries, QA, duplicates and mixing.
+
+    See :class:`crate_dask.explore.results.Results`; imported lazily so that ``import crate_dask`` stays light.
+    """
+    from crate_dask.explore.results import open_results as _open
+
+    return _open(out)
+
+
+__all__ = ["analyze", "open_results", "__version__"]

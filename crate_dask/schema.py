@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-#: 2: error_type, error_limit and crashes; beat_offset_s, downbeat_offset_s, gapless_delay_s
+#: 2: error_type, error_limit and crashes; beat_offset_s, downbeat_offset_s, gapless_delay_s; fingerprint
 #: (rows of version 1 are upgraded when reused: the new columns are empty until a file is analysed again).
 SCHEMA_VERSION = 2
 
@@ -66,6 +66,7 @@ _FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("gapless_delay_s", pa.float64(), "MP3: start the decoder skipped per the LAME header (rekordbox does not skip it)"),
     ("loudness_lufs", pa.float64(), "integrated loudness of the analysed excerpt (approximate LUFS)"),
     ("analysis_note", pa.string(), "why bpm/key are empty for a readable file (silence, too short...)"),
+    ("fingerprint", pa.binary(), "audio fingerprint of the excerpt (features/fingerprint.py): finds re-encodings"),
     ("analysis_s", pa.float64(), "seconds spent analysing this file"),
     # outcome
     ("error_stage", pa.string(), "file, tags or audio: the stage that failed; null if none"),
@@ -81,7 +82,7 @@ COLUMNS: list[str] = [n for n, _, _ in _FIELDS]
 DESCRIPTIONS: dict[str, str] = {n: d for n, _, d in _FIELDS}
 AUDIO_COLUMNS: list[str] = ["bpm", "bpm_alt", "bpm_confidence", "key", "key_camelot", "key_open",
                             "key_confidence", "beat_offset_s", "downbeat_offset_s", "gapless_delay_s", "loudness_lufs",
-                            "analysis_note", "analysis_s"]
+                            "analysis_note", "fingerprint", "analysis_s"]
 
 
 def empty_row() -> dict[str, Any]:

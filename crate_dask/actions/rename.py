@@ -44,6 +44,7 @@ from crate_dask.actions.moves import (
 from crate_dask.actions.plan import compute_plan, display, locate
 from crate_dask.errors import FatalError, NoSpaceError
 from crate_dask.store.journal import Journal, Operation, new_operation
+from crate_dask.store.corrections import apply_to_row, columns_in, load_corrections
 from crate_dask.store.partitions import load_state, write_partition
 from crate_dask.store.space import describe, is_full
 
@@ -209,9 +210,10 @@ def _plan_partition(part_path: str, *, plan_dir: str, context: dict, options: di
     fields = naming.parse_template(opts.template)
     cols = {"path_bytes", "size", "mtime_ns", "content_id", "error"} | (set(fields) - {"stem"})
     cols |= {naming.CONFIDENCE_OF[f] for f in fields if f in naming.CONFIDENCE_OF}
-    rows = pq.read_table(part_path, columns=sorted(cols)).to_pylist()
+    fixes = load_corrections(Path(part_path).parent)   # manual bpm/key (crate-dask fix) win over detected ones
+    rows = pq.read_table(part_path, columns=sorted(cols | set(columns_in(part_path)))).to_pylist()
     plan, cands, paths, counts = [], [], [], Counter()
-    for row in rows:
+    for row in map(lambda r: apply_to_row(r, fixes), rows):
         path = os.fsdecode(row["path_bytes"])
         cur, problem, ident = locate(path, row["size"], row["mtime_ns"], context["moves"], context["writes"])
         row["size"], row["mtime_ns"] = ident or (row["size"], row["mtime_ns"])   # the plan checks the file as it is now

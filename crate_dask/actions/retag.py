@@ -44,6 +44,7 @@ from crate_dask.errors import FatalError, UnreadableFileError
 from crate_dask.features.notation import NOTATIONS, format_key
 from crate_dask.library.tags import read_tags, write_tags
 from crate_dask.store.journal import Journal, Operation, new_operation
+from crate_dask.store.corrections import apply_to_row, columns_in, load_corrections
 from crate_dask.store.partitions import _fsync_dir, load_state, write_partition
 from crate_dask.store.space import writing
 
@@ -130,7 +131,9 @@ def _plan_partition(part_path: str, *, plan_dir: str, context: dict, options: di
     opts = TagOptions(**{**options, "fields": tuple(options["fields"])})
     cols = ["path_bytes", "size", "mtime_ns", "error", "bpm", "bpm_confidence", "key", "key_confidence"]
     plan, counts, sample = [], Counter(), []
-    for row in pq.read_table(part_path, columns=cols).to_pylist():
+    fixes = load_corrections(Path(part_path).parent)   # manual bpm/key (crate-dask fix) win over detected ones
+    cols = sorted(set(cols) | set(columns_in(part_path)))
+    for row in map(lambda r: apply_to_row(r, fixes), pq.read_table(part_path, columns=cols).to_pylist()):
         cur, problem, ident = locate(os.fsdecode(row["path_bytes"]), row["size"], row["mtime_ns"],
                                      context["moves"], context["writes"])
         p = {"path": display(cur), "relpath": display(os.path.relpath(cur, root)), "path_bytes": os.fsencode(cur),

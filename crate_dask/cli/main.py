@@ -159,9 +159,10 @@ def demo(directory: Path, tracks: int, **kw: Any) -> None:
 def _register() -> None:
     # Each command family lives in a module of its own; the group is the one place that lists them.
     from crate_dask.cli.actions import rename, tag, undo
+    from crate_dask.cli.explore import COMMANDS as EXPLORE
     from crate_dask.cli.export import export, playlists
 
-    for cmd in (rename, undo, tag, export, playlists):
+    for cmd in (rename, undo, tag, *EXPLORE, export, playlists):
         main.add_command(cmd)
 
 

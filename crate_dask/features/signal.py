@@ -23,6 +23,7 @@ import numpy as np
 
 from crate_dask.config import AnalysisSettings
 from crate_dask.features.beats import estimate_beat_grid
+from crate_dask.features.fingerprint import fingerprint
 from crate_dask.features.key import estimate_key
 from crate_dask.features.loudness import integrated_loudness
 from crate_dask.features.tempo import estimate_tempo
@@ -53,7 +54,7 @@ def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset
     -------
     dict
         ``bpm, bpm_alt, bpm_confidence, key, key_camelot, key_open, key_confidence,
-        beat_offset_s, downbeat_offset_s, loudness_lufs, analysis_note``. Without a tempo the bpm fields are NaN, without a key
+        beat_offset_s, downbeat_offset_s, loudness_lufs, analysis_note, fingerprint``. Without a tempo the bpm fields are NaN, without a key
         the key fields are None; ``analysis_note`` says why (``"silent"``, ``"too short"``,
         ``"tempo: no periodic onsets; key: no tonal content"``) and is None when both were found.
 
@@ -95,6 +96,7 @@ def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset
         "downbeat_offset_s": round(grid.downbeat_offset_s, 4),
         "loudness_lufs": round(lufs, 2) if math.isfinite(lufs) else math.nan,
         "analysis_note": _join_notes(tempo.note, key.note),
+        "fingerprint": fingerprint(y, sr),          # same decode: finds re-encodings (explore/duplicates.py)
     }
 
 

@@ -93,6 +93,11 @@ def log_dir(out: str | os.PathLike) -> Path:
     return bookkeeping_dir(out) / "logs"
 
 
+def corrections_path(out: str | os.PathLike) -> Path:
+    """Manual BPM/key corrections (``crate-dask fix``): data of their own, never touched by ``analyze``."""
+    return bookkeeping_dir(out) / "corrections.json"
+
+
 # The layout before ``_crate/``: read once to migrate results folders written by earlier versions.
 LEGACY = {"state": "_crate.json", "runs": "_runs.jsonl", "stale": "_stale", "plan": "_plan",
           "lock": ".lock", "journal": "_journal"}
