@@ -76,12 +76,18 @@ PROFILES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     # bgate, an EDM-oriented profile set from Faraldo's work as shipped with Essentia
     "bgate": ((1.00, 0.00, 0.42, 0.00, 0.53, 0.37, 0.00, 0.77, 0.00, 0.38, 0.21, 0.30),
               (1.00, 0.00, 0.36, 0.39, 0.00, 0.38, 0.00, 0.74, 0.27, 0.00, 0.42, 0.23)),
+    # braw: the same corpus statistics before gating out the non-diatonic degrees (Essentia KeyEDM)
+    "braw": ((1.0000, 0.1573, 0.4200, 0.1570, 0.5296, 0.3669, 0.1632, 0.7711, 0.1676, 0.3827, 0.2113, 0.2965),
+             (1.0000, 0.2330, 0.3615, 0.3905, 0.2925, 0.3777, 0.1961, 0.7425, 0.2701, 0.2161, 0.4228, 0.2272)),
 }
 AUTO_PROFILE = "shaath"
 #: Profiles whose correlations are averaged by ``profile="ensemble"``.
 ENSEMBLE = ("shaath", "kostka", "bgate")
 
 MIN_DURATION_S = 3.0
+#: Consecutive windows of the excerpt whose keys are compared for ``Key.agreement``.
+N_WINDOWS = 4
+_WINDOW_S = 20.0           # shortest window: a few bars, long enough to hold more than one chord
 _SILENCE_RMS = 10 ** (-70 / 20)
 _FMIN, _FMAX = 50.0, 2000.0
 _MAX_FRAMES = 320
@@ -99,6 +105,9 @@ class Key:
     open_key: str | None
     confidence: float
     note: str | None = None
+    #: Share of the excerpt's ``N_WINDOWS`` consecutive windows (weighted by their tonal mass) whose
+    #: own best key is ``key``: 1 for a key that holds throughout, low for modulating or ambiguous music.
+    agreement: float = 0.0
 
     @classmethod
     def none(cls, note: str) -> "Key":
@@ -146,7 +155,8 @@ def estimate_key(y: np.ndarray, *, sr: float, profile: str = "auto") -> Key:
         return Key.none("too short")
     if float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < _SILENCE_RMS:
         return Key.none("silent")
-    chroma, tonal = chroma_profile(y, sr=sr)
+    frames, tonal = chroma_frames(y, sr=sr)
+    chroma = frames.sum(axis=0)
     if tonal < _MIN_TONAL or not chroma.any():
         return Key.none("no tonal content")
     scores = key_scores(chroma, profile=profile)
@@ -155,8 +165,22 @@ def estimate_key(y: np.ndarray, *, sr: float, profile: str = "auto") -> Key:
     if best < _MIN_CORR:
         return Key.none("no tonal content")
     name = f"{PITCH_CLASSES[order[0] % 12]} {'major' if order[0] < 12 else 'minor'}"
-    confidence = float(np.clip((best - second) / 0.15, 0.0, 1.0) * np.clip(best, 0.0, 1.0))
-    return Key(name, to_camelot(name), to_open_key(name), round(confidence, 4), None)
+    n_windows = int(np.clip(len(y) / sr // _WINDOW_S, 1, N_WINDOWS))
+    agreement = _window_agreement(frames, int(order[0]), profile, n_windows)
+    margin = float(np.clip((best - second) / 0.15, 0.0, 1.0) * np.clip(best, 0.0, 1.0))
+    # A key that the windows do not share is as doubtful as one with a small margin.
+    confidence = margin * (0.5 + 0.5 * agreement)
+    return Key(name, to_camelot(name), to_open_key(name), round(confidence, 4), None, round(agreement, 4))
+
+
+def _window_agreement(frames: np.ndarray, index: int, profile: str, n_windows: int) -> float:
+    """Share of the tonal mass in consecutive windows whose own best key is key ``index``."""
+    parts = [w.sum(axis=0) for w in np.array_split(frames, min(n_windows, max(1, frames.shape[0])))]
+    mass = np.array([p.sum() for p in parts])
+    if mass.sum() <= 0:
+        return 0.0
+    same = np.array([p.any() and int(np.argmax(key_scores(p, profile=profile))) == index for p in parts])
+    return float(mass[same].sum() / mass.sum())
 
 
 def chroma_profile(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float = _FMAX,
@@ -172,11 +196,25 @@ def chroma_profile(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float
     >>> int(np.argmax(c)), tonal > 0.5
     (9, True)
     """
+    frames, tonal = chroma_frames(y, sr=sr, fmin=fmin, fmax=fmax, prominence=prominence,
+                                  compress=compress, harmonics=harmonics)
+    chroma = frames.sum(axis=0)
+    total = chroma.sum()
+    return (chroma / total if total > 0 else chroma), tonal
+
+
+def chroma_frames(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float = _FMAX,
+                  prominence: float = _PROMINENCE, compress: float = 10.0,
+                  harmonics: int = 3) -> tuple[np.ndarray, float]:
+    """Per-frame tuning-corrected chroma ``(n_frames, 12)`` (unnormalised) and the tonal share.
+
+    The frames are the ``_MAX_FRAMES`` or fewer ~0.37 s frames spread evenly over ``y``, in time order.
+    """
     n_fft = int(2 ** round(np.log2(sr * 0.372)))
     hop = n_fft // 2
     n_frames = 1 + (len(y) - n_fft) // hop
     if n_frames < 1:
-        return np.zeros(12), 0.0
+        return np.zeros((0, 12)), 0.0
     starts = np.linspace(0, len(y) - n_fft, min(n_frames, _MAX_FRAMES)).astype(np.int64)
     frames = y[starts[:, None] + np.arange(n_fft)[None, :]] * np.hanning(n_fft).astype(np.float32)
     lo = max(int(np.floor(fmin * n_fft / sr)), 2)
@@ -184,8 +222,9 @@ def chroma_profile(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float
     spec = scipy.fft.rfft(frames, axis=1)[:, lo - 1:hi + 2]
     power = (spec.real ** 2 + spec.imag ** 2).astype(np.float64)
     band_power = power[:, 1:-1].sum()
+    empty = np.zeros((len(starts), 12))
     if band_power <= 0:
-        return np.zeros(12), 0.0
+        return empty, 0.0
     # Local mean over ~+-30 Hz: a tone stands out of it, broadband noise and drum hits do not.
     width = max(3, int(round(60.0 * n_fft / sr)) | 1)
     local = uniform_filter1d(power, size=width, axis=1, mode="nearest")
@@ -194,7 +233,7 @@ def chroma_profile(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float
                & (mid > 1e-10 * power.max()))
     fi, bi = np.nonzero(is_peak)
     if len(fi) == 0:
-        return np.zeros(12), 0.0
+        return empty, 0.0
     a, b, c = (np.log(power[fi, bi + j] + 1e-30) for j in (0, 1, 2))
     denom = a - 2 * b + c
     delta = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
@@ -211,14 +250,13 @@ def chroma_profile(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float
     frame_max = np.zeros(len(starts))
     np.maximum.at(frame_max, fi, amp)
     w = np.log1p(compress * amp / frame_max[fi])
-    chroma = np.zeros(12)
+    chroma = empty
     for h in range(1, harmonics + 1):
         m = midi - 12.0 * np.log2(h)
         near = np.round(m)
         weight = w * np.cos(np.pi * (m - near)) ** 2 * (0.6 ** (h - 1))
-        np.add.at(chroma, near.astype(np.int64) % 12, weight)
-    total = chroma.sum()
-    return (chroma / total if total > 0 else chroma), tonal
+        np.add.at(chroma, (fi, near.astype(np.int64) % 12), weight)
+    return chroma, tonal
 
 
 def key_scores(chroma: np.ndarray, *, profile: str = "auto") -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: needs_review
 
 # (name, type, meaning); the order is the column order in the files.
 _FIELDS: list[tuple[str, pa.DataType, str]] = [
@@ -59,6 +59,8 @@ _FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("key_camelot", pa.string(), "Camelot notation: '8A'"),
     ("key_open", pa.string(), "Open Key notation: '1m'"),
     ("key_confidence", pa.float64(), "0..1"),
+    ("needs_review", pa.bool_(), "bpm or key is likely wrong (octave toss-up, weak beat, low key margin, "
+                                 "key changes within the excerpt): check by ear; null when not analysed"),
     ("loudness_lufs", pa.float64(), "integrated loudness of the analysed excerpt (approximate LUFS)"),
     ("analysis_note", pa.string(), "why bpm/key are empty for a readable file (silence, too short...)"),
     ("analysis_s", pa.float64(), "seconds spent analysing this file"),
@@ -71,7 +73,7 @@ SCHEMA: pa.Schema = pa.schema([pa.field(n, t) for n, t, _ in _FIELDS])
 COLUMNS: list[str] = [n for n, _, _ in _FIELDS]
 DESCRIPTIONS: dict[str, str] = {n: d for n, _, d in _FIELDS}
 AUDIO_COLUMNS: list[str] = ["bpm", "bpm_alt", "bpm_confidence", "key", "key_camelot", "key_open",
-                            "key_confidence", "loudness_lufs", "analysis_note", "analysis_s"]
+                            "key_confidence", "needs_review", "loudness_lufs", "analysis_note", "analysis_s"]
 
 
 def empty_row() -> dict[str, Any]:

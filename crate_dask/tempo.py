@@ -90,12 +90,20 @@ class Tempo:
         In [0, 1]; 0 when ``bpm`` is nan.
     note : str or None
         Why ``bpm`` is nan ("silent", "too short", "no periodic onsets"), else None.
+    octave_ratio : float
+        Salience of the runner-up octave in range over that of the chosen one (0 when only one
+        octave fits the range, near 1 when the octave is a toss-up).
+    weak_bpm : float
+        When ``note`` is "no periodic onsets": the tempo the beat grid fits best all the same
+        (for music whose beat is too weak to pass the noise test, e.g. a chorale), else nan.
     """
 
     bpm: float
     bpm_alt: float
     confidence: float
     note: str | None = None
+    octave_ratio: float = 0.0
+    weak_bpm: float = math.nan
 
 
 def fold_bpm(bpm: float, bpm_range: tuple[float, float]) -> float:
@@ -206,7 +214,8 @@ def estimate_tempo(y: np.ndarray, *, sr: float, bpm_range: tuple[float, float] =
     noise = _NOISE_COHERENCE_1S / math.sqrt(env.size / fps)
     periodicity = _coherence(spectrum, hz_per_bin, bpm, float(env.sum())) / noise
     if periodicity < MIN_PERIODICITY:
-        return _no_tempo("no periodic onsets")
+        return Tempo(bpm=math.nan, bpm_alt=math.nan, confidence=0.0, note="no periodic onsets",
+                     weak_bpm=float(bpm))
     if len(refined) > 1:  # the runner-up octave in range is what a DJ would try next
         second = max((i for i in range(len(refined)) if i != best), key=lambda i: scores[i])
         alt, rival = refined[second], scores[second] / max(scores[best], 1e-12)
@@ -215,7 +224,8 @@ def estimate_tempo(y: np.ndarray, *, sr: float, bpm_range: tuple[float, float] =
         alt, rival = (bpm * 2.0 if up >= down else bpm / 2.0), 0.0
     # A competing octave in range that is almost as salient halves the confidence.
     confidence = (1.0 - math.exp(-(periodicity - MIN_PERIODICITY) / 2.0)) * (1.0 - 0.5 * rival)
-    return Tempo(bpm=float(bpm), bpm_alt=float(alt), confidence=float(np.clip(confidence, 0.0, 1.0)))
+    return Tempo(bpm=float(bpm), bpm_alt=float(alt), confidence=float(np.clip(confidence, 0.0, 1.0)),
+                 octave_ratio=float(np.clip(rival, 0.0, 1.0)))
 
 
 def _no_tempo(note: str) -> Tempo:
