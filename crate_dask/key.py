@@ -17,10 +17,38 @@ Method
    Frames are summed into one 12-bin chroma.
 5. The chroma is correlated (Pearson) with the 24 rotations of a major and a minor key profile;
    the best rotation is the key. Confidence grows with the margin between the best and the
-   second-best key.
+   second-best key, and is lowered when the excerpt's consecutive ~22 s windows (``N_WINDOWS``)
+   do not share that key on their own (``Key.agreement``: modulating or ambiguous music).
 
 Choice by measurement
 ---------------------
+Issue 9 (real recordings): ``benchmarks/tune_key_real.py --labelled ../shared/eval/dev-real
+../shared/eval/dev --stability MUSIC_DIR``: MIREX score on the 6 keyed GTZAN excerpts of dev-real
+and the 20 rendered chorales of dev, and the label-free agreement of the default 90 s excerpt with
+the whole track on 47 real full-length game-soundtrack tracks (``benchmarks/get_real_music.sh``).
+Means over 13 chroma settings (fmin 30/50/80, fmax 1000/2000/3500, 1/3/5 harmonics, compression
+1/10/100, 160/320/640 frames, prominence 2/4/8; one changed at a time):
+
+==========  =======  ============  =============
+profile     chorale  GTZAN (6)     excerpt=whole
+==========  =======  ============  =============
+braw        0.926    0.665         0.673
+bgate       0.924    0.501         0.712
+shaath      0.911    0.558         0.676
+krumhansl   0.920    0.549         0.655
+edma        0.850    0.532         0.682
+kostka      0.905    0.404         0.666
+==========  =======  ============  =============
+
+Faraldo's *braw* profiles (pitch-class statistics of a corpus of real electronic music, before
+the gating that gives *bgate*; as shipped in Essentia's KeyEDM) lead on both labelled sets with the
+default chroma (chorale 0.940, GTZAN 0.583) and match the others on stability, so they are
+``"auto"``. Only 6 real key labels exist here: one track moves the GTZAN column by 0.17, so the
+choice leans on the chorales and on the stability check as much as on GTZAN; no chroma setting
+raised stability above 0.75 for any profile (the excerpt and the whole track often hold different
+music), which is why low agreement between windows lowers the confidence and sets ``needs_review``.
+
+Before issue 9 (rendered and generated material only):
 ``benchmarks/tune_key.py DEV POP CLASSICAL --grid``, MIREX weighted score (mir_eval), 81 keyed items:
 20 dev-set Bach chorales, 48 generated pop/EDM-style loops with drums in all 24 keys and 13 music21
 classical openings (4 with drums), from ``benchmarks/make_key_corpus.py``:
@@ -80,7 +108,7 @@ PROFILES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "braw": ((1.0000, 0.1573, 0.4200, 0.1570, 0.5296, 0.3669, 0.1632, 0.7711, 0.1676, 0.3827, 0.2113, 0.2965),
              (1.0000, 0.2330, 0.3615, 0.3905, 0.2925, 0.3777, 0.1961, 0.7425, 0.2701, 0.2161, 0.4228, 0.2272)),
 }
-AUTO_PROFILE = "shaath"
+AUTO_PROFILE = "braw"
 #: Profiles whose correlations are averaged by ``profile="ensemble"``.
 ENSEMBLE = ("shaath", "kostka", "bgate")
 
