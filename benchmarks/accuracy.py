@@ -396,7 +396,8 @@ def stability(music_dir: Path, limit: int | None = None) -> str:
              (("excerpt", ex.y), ("whole", y), ("first", y[:half]), ("second", y[half:]), ("mp3", ex_mp3.y))}
         rows.append({"file": p.name, **{f"{k}:key": v["key"] for k, v in r.items()},
                      **{f"{k}:bpm": v["bpm"] for k, v in r.items()},
-                     "review": bool(r["excerpt"].get("needs_review", False))})
+                     "review": bool(r["excerpt"].get("needs_review", False)),
+                     "key_conf": float(r["excerpt"]["key_confidence"] or 0.0)})
 
     def agree(a: str, b: str, what: str, flagged: bool | None = None) -> str:
         sel = [x for x in rows if flagged is None or x["review"] == flagged]
@@ -416,6 +417,18 @@ def stability(music_dir: Path, limit: int | None = None) -> str:
                         ("excerpt", "mp3", "excerpt vs excerpt of an MP3 copy")):
         lines.append(f"| {label} | {agree(a, b, 'key')} | {agree(a, b, 'bpm')} | {agree(a, b, 'key', False)} | "
                      f"{agree(a, b, 'key', True)} |")
+    if rows:
+        order = sorted(rows, key=lambda x: -x["key_conf"])
+        n = len(order)
+        top, bottom = order[: max(1, n // 2)], order[n - max(1, n // 4):]
+
+        def share(sel: list[dict]) -> str:
+            same = [x["excerpt:key"] is not None and x["excerpt:key"] == x["whole:key"] for x in sel]
+            return f"{sum(same)}/{len(same)} ({100 * np.mean(same):.0f} %)"
+        lines += ["", "| excerpt vs whole track, by key_confidence | key agrees |", "|---|---|",
+                  f"| most confident half | {share(top)} |", f"| least confident quarter | {share(bottom)} |",
+                  f"| needs_review false | {share([x for x in rows if not x['review']])} |",
+                  f"| needs_review true | {share([x for x in rows if x['review']])} |"]
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ WEAK_BPM_CONFIDENCE = 0.05
 #: needs_review thresholds (README, "Accuracy"): below these a value is wrong often enough to check by ear.
 REVIEW_BPM_CONFIDENCE = 0.3
 REVIEW_OCTAVE_RATIO = 0.8
-REVIEW_KEY_CONFIDENCE = 0.25
+REVIEW_KEY_CONFIDENCE = 0.2
 REVIEW_KEY_AGREEMENT = 0.5
 
 

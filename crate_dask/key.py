@@ -16,9 +16,10 @@ Method
    pitch classes of f/2 and f/3 (harmonic weighting: a partial is evidence for its fundamental).
    Frames are summed into one 12-bin chroma.
 5. The chroma is correlated (Pearson) with the 24 rotations of a major and a minor key profile;
-   the best rotation is the key. Confidence grows with the margin between the best and the
-   second-best key, and is lowered when the excerpt's consecutive ~22 s windows (``N_WINDOWS``)
-   do not share that key on their own (``Key.agreement``: modulating or ambiguous music).
+   the best rotation is the key. Confidence is the product of the share of the excerpt's
+   consecutive ~22 s windows (``N_WINDOWS``) that have that key on their own (``Key.agreement``:
+   low for modulating or ambiguous music), of how well the chroma fits the profile (the best
+   correlation, 0 at 0.6, 1 at 1) and, more weakly, of the margin over the second-best key.
 
 Choice by measurement
 ---------------------
@@ -122,6 +123,7 @@ _MAX_FRAMES = 320
 _PROMINENCE = 4.0          # peak power over local mean power (6 dB)
 _MIN_TONAL = 0.10          # tonal share of band power; white noise scores ~0.075, music >= 0.2
 _MIN_CORR = 0.35           # best profile correlation below which the chroma is not key-like
+_FIT_FLOOR = 0.6           # best correlation at which the confidence reaches 0 (real excerpts: 0.5-0.95)
 
 
 @dataclass(frozen=True)
@@ -195,9 +197,13 @@ def estimate_key(y: np.ndarray, *, sr: float, profile: str = "auto") -> Key:
     name = f"{PITCH_CLASSES[order[0] % 12]} {'major' if order[0] < 12 else 'minor'}"
     n_windows = int(np.clip(len(y) / sr // _WINDOW_S, 1, N_WINDOWS))
     agreement = _window_agreement(frames, int(order[0]), profile, n_windows)
-    margin = float(np.clip((best - second) / 0.15, 0.0, 1.0) * np.clip(best, 0.0, 1.0))
-    # A key that the windows do not share is as doubtful as one with a small margin.
-    confidence = margin * (0.5 + 0.5 * agreement)
+    # On real full-length tracks, whether the excerpt's key is also the whole track's is predicted
+    # best by the windows' agreement and by how well the chroma fits the profile at all (ROC AUC
+    # 0.85 and 0.82 over 47 tracks), much less by the margin over the runner-up (0.66), which is
+    # mostly a related key (README, "Accuracy"): the confidence is their product.
+    fit = float(np.clip((best - _FIT_FLOOR) / (1.0 - _FIT_FLOOR), 0.0, 1.0))
+    margin = float(np.clip((best - second) / 0.15, 0.0, 1.0))
+    confidence = agreement * fit * (0.5 + 0.5 * margin)
     return Key(name, to_camelot(name), to_open_key(name), round(confidence, 4), None, round(agreement, 4))
 
 
