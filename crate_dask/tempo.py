@@ -10,8 +10,12 @@ The method, in three steps, all plain numpy:
    multiples, i.e. at slower tempi) are each summed over octaves into one
    "cyclic" tempo axis and multiplied: only the beat family is strong in both,
    so 3:2 and 2:3 confusions cancel while the octave is left open
-   (Peeters 2007; Grosche & Mueller 2010).
-3. **Octave and precision**: the class is placed in ``bpm_range``; when two
+   (Peeters 2007; Grosche & Mueller 2010). The same product is also taken on 12 s windows of
+   the envelope and averaged over time (a Fourier and an autocorrelation tempogram), and the two
+   saliences are multiplied: a class must hold both over the whole excerpt and locally, which
+   keeps a 4:3 rival that lines up globally by chance from winning (issue 9; dev-real).
+3. **Octave and precision**: the class is placed in ``bpm_range`` (octaves up to 2 % outside
+   are refined too and kept if they land inside, so a track at exactly 180 can be 180); when two
    or more octaves fit, each is scored on a second envelope made of the bands
    below 1.5 kHz only (kick, snare body, bass, chords; not hi-hats and cymbals,
    which run at two or four times the beat in most styles and would otherwise
