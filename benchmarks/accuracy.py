@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     scores = {name: score(truth, est) for name, est in systems.items()}
     print(markdown(scores))
     est = systems["crate_dask"]
+    est["bpm_confidence"] = pd.to_numeric(est.get("bpm_confidence"), errors="coerce").fillna(0.0)
+    est["key_confidence"] = pd.to_numeric(est.get("key_confidence"), errors="coerce").fillna(0.0)
+    est["needs_review"] = est.get("needs_review", pd.Series(False, index=est.index)).fillna(False).astype(bool)
     if "bpm_confidence" in est:
         print()
         print(calibration_markdown(calibration(truth, est)))
@@ -164,12 +167,13 @@ def run_cli(audio_dir: Path, paths: list[Path], excerpt_s: float | None, workers
         rel = str(p.resolve().relative_to(audio_dir)) if p.resolve().is_relative_to(audio_dir) else p.name
         i = by_rel.get(rel, by_name.get(p.name))
         if i is None:
-            rows.append({"bpm": math.nan, "key": None})
+            rows.append({"bpm": math.nan, "key": None, "bpm_confidence": 0.0, "key_confidence": 0.0,
+                         "needs_review": False})
             continue
         row = res.iloc[i]
         if isinstance(row.get("error"), str):
             print(f"{p.name}: {row['error']}", file=sys.stderr)
-        rows.append({"bpm": row["bpm"], "key": row["key"]})
+        rows.append({c: row.get(c) for c in ("bpm", "key", "bpm_confidence", "key_confidence", "needs_review")})
     return pd.DataFrame(rows)
 
 
