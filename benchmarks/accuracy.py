@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/accuracy.py DATASET_DIR [--direct] [--baseline] [--excerpt S] [--json]
+    python benchmarks/accuracy.py --stability MUSIC_DIR [--limit N]
 
 ``DATASET_DIR`` holds ``annotations.csv`` (``file,bpm,key[,source]``; ``file``
 relative to ``DATASET_DIR``, e.g. ``audio/track_001.mp3``; empty bpm or key =
@@ -17,13 +18,27 @@ Hz, ``beat_track``, ``chroma_cqt``, Krumhansl template) side by side.
 
 Metrics, for all tracks and per ``source``:
 
-* tempo Accuracy1: within 4 % of the truth; Accuracy2: also at x2, x3, 1/2, 1/3;
-* DJ precision: within 0.5 BPM (what beat matching needs);
+* tempo Accuracy1: within 4 % of the truth, raw and "folded" (a label outside
+  the DJ range 78-180 is folded into it by octaves first, e.g. a chart at 190
+  scores against 95; a label inside the range is kept, so 170 vs 85 is a miss);
+  Accuracy2: also at x2, x3, 1/2, 1/3;
+* DJ precision: within 0.5 BPM (what beat matching needs), raw and folded;
 * key: the MIREX weighted score (``mir_eval.key.weighted_score``: same key 1,
   fifth 0.5, relative 0.3, parallel 0.2), tracks with a key only;
-* ``n`` counts the tracks scored for tempo / key. A missing estimate scores 0.
+* ``n`` counts the tracks scored for tempo / key, ``none`` how many of them got
+  no answer (a missing estimate scores 0).
 
-Prints a Markdown table (for the README).
+With ``--direct`` also confidence calibration: folded Accuracy1 / MIREX key of
+the most confident half and the least confident quarter of the tracks (by
+``bpm_confidence`` / ``key_confidence``), and the same for the rows flagged
+``needs_review`` and the rest.
+
+``--stability MUSIC_DIR`` is the label-free key check on full-length tracks
+(``benchmarks/get_real_music.sh`` fetches some): for every track, does the key
+(and the BPM) of the default excerpt agree with the whole track, with the
+first half against the second, and with the excerpt of an MP3 re-encoding?
+
+Prints Markdown tables (for the README).
 """
 
 from __future__ import annotations
@@ -44,14 +59,22 @@ import pandas as pd
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("dataset", type=Path)
+    ap.add_argument("dataset", type=Path, nargs="?")
     ap.add_argument("--direct", action="store_true", help="call the library in-process instead of the CLI")
     ap.add_argument("--baseline", action="store_true", help="also score the naive librosa pipeline")
     ap.add_argument("--excerpt", type=float, default=None, help="excerpt seconds (default: the settings')")
     ap.add_argument("--workers", type=int, default=None, help="CLI workers")
     ap.add_argument("--json", action="store_true", help="print the scores as JSON too")
     ap.add_argument("--per-track", type=Path, default=None, help="write per-track results to this CSV")
+    ap.add_argument("--stability", type=Path, default=None, metavar="MUSIC_DIR",
+                    help="label-free key/BPM stability on the full-length tracks in MUSIC_DIR")
+    ap.add_argument("--limit", type=int, default=None, help="--stability: at most this many tracks")
     args = ap.parse_args(argv)
+    if args.stability is not None:
+        print(stability(args.stability, args.limit))
+        return 0
+    if args.dataset is None:
+        ap.error("DATASET_DIR or --stability MUSIC_DIR is required")
 
     truth = load_annotations(args.dataset)
     paths = [args.dataset / f for f in truth["file"]]
@@ -74,11 +97,18 @@ def main(argv: list[str] | None = None) -> int:
 
     scores = {name: score(truth, est) for name, est in systems.items()}
     print(markdown(scores))
+    est = systems["crate_dask"]
+    est["bpm_confidence"] = pd.to_numeric(est.get("bpm_confidence"), errors="coerce").fillna(0.0)
+    est["key_confidence"] = pd.to_numeric(est.get("key_confidence"), errors="coerce").fillna(0.0)
+    est["needs_review"] = est.get("needs_review", pd.Series(False, index=est.index)).fillna(False).astype(bool)
+    if "bpm_confidence" in est:
+        print()
+        print(calibration_markdown(calibration(truth, est)))
     if args.per_track:
         merged = truth.copy()
         for name, est in systems.items():
-            merged[f"{name}:bpm"] = est["bpm"].to_numpy()
-            merged[f"{name}:key"] = est["key"].to_numpy()
+            for col in est.columns:
+                merged[f"{name}:{col}"] = est[col].to_numpy()
         merged.to_csv(args.per_track, index=False)
     if args.json:
         print(json.dumps(scores, indent=2))
@@ -109,10 +139,11 @@ def run_direct(paths: list[Path], excerpt_s: float | None) -> pd.DataFrame:
         try:
             ex = load_excerpt(p, sr=settings.sample_rate, excerpt_s=settings.excerpt_s)
             r = analyze_signal(ex.y, sr=ex.sr, settings=settings)
-            rows.append({"bpm": r["bpm"], "key": r["key"]})
+            rows.append(r)
         except FileProblem as exc:
             print(f"{p.name}: {exc}", file=sys.stderr)
-            rows.append({"bpm": math.nan, "key": None})
+            rows.append({"bpm": math.nan, "key": None, "bpm_confidence": 0.0, "key_confidence": 0.0,
+                         "needs_review": True})
     return pd.DataFrame(rows)
 
 
@@ -136,12 +167,13 @@ def run_cli(audio_dir: Path, paths: list[Path], excerpt_s: float | None, workers
         rel = str(p.resolve().relative_to(audio_dir)) if p.resolve().is_relative_to(audio_dir) else p.name
         i = by_rel.get(rel, by_name.get(p.name))
         if i is None:
-            rows.append({"bpm": math.nan, "key": None})
+            rows.append({"bpm": math.nan, "key": None, "bpm_confidence": 0.0, "key_confidence": 0.0,
+                         "needs_review": False})
             continue
         row = res.iloc[i]
         if isinstance(row.get("error"), str):
             print(f"{p.name}: {row['error']}", file=sys.stderr)
-        rows.append({"bpm": row["bpm"], "key": row["key"]})
+        rows.append({c: row.get(c) for c in ("bpm", "key", "bpm_confidence", "key_confidence", "needs_review")})
     return pd.DataFrame(rows)
 
 
@@ -201,27 +233,60 @@ def run_baseline(paths: list[Path]) -> pd.DataFrame:
 
 # -- scoring -----------------------------------------------------------------------------------
 
-def tempo_scores(truth: np.ndarray, est: np.ndarray) -> dict[str, float]:
-    """Accuracy1, Accuracy2 and DJ precision (fractions) over tracks with a true bpm."""
-    ok = np.isfinite(truth)
-    t, e = truth[ok], np.where(np.isfinite(est[ok]), est[ok], -1e9)
-    if t.size == 0:
-        return {"acc1": math.nan, "acc2": math.nan, "dj": math.nan, "n": 0}
-    acc1 = np.abs(e - t) <= 0.04 * t
-    acc2 = np.zeros_like(acc1)
+DJ_RANGE = (78.0, 180.0)
+
+
+def fold_label(bpm: float, bpm_range: tuple[float, float] = DJ_RANGE) -> float:
+    """A label outside the DJ range moved into it by octaves; one inside it is kept as it is.
+
+    >>> fold_label(190.0), fold_label(170.0), fold_label(67.0)
+    (95.0, 170.0, 134.0)
+    """
+    low, high = bpm_range
+    if not math.isfinite(bpm) or bpm <= 0:
+        return bpm
+    while bpm > high:
+        bpm /= 2.0
+    while bpm < low:
+        bpm *= 2.0
+    return bpm
+
+
+def tempo_hits(truth: np.ndarray, est: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-track booleans: acc1, acc1 folded, acc2, within 0.5 BPM (raw, folded); truth must be finite."""
+    e = np.where(np.isfinite(est), est, -1e9)
+    folded = np.array([fold_label(float(t)) for t in truth])
+    acc2 = np.zeros(truth.shape, bool)
     for f in (1.0, 2.0, 3.0, 0.5, 1.0 / 3.0):
-        acc2 |= np.abs(e - f * t) <= 0.04 * f * t
-    dj = np.abs(e - t) <= 0.5
-    return {"acc1": float(acc1.mean()), "acc2": float(acc2.mean()), "dj": float(dj.mean()), "n": int(t.size)}
+        acc2 |= np.abs(e - f * truth) <= 0.04 * f * truth
+    return {"acc1": np.abs(e - truth) <= 0.04 * truth, "acc1_folded": np.abs(e - folded) <= 0.04 * folded,
+            "acc2": acc2, "dj": np.abs(e - truth) <= 0.5, "dj_folded": np.abs(e - folded) <= 0.5}
+
+
+def tempo_scores(truth: np.ndarray, est: np.ndarray) -> dict[str, float]:
+    """Accuracy1 (raw, folded), Accuracy2 and DJ precision (raw, folded) over tracks with a true bpm."""
+    ok = np.isfinite(truth)
+    t, e = truth[ok], est[ok]
+    if t.size == 0:
+        return {"acc1": math.nan, "acc1_folded": math.nan, "acc2": math.nan, "dj": math.nan,
+                "dj_folded": math.nan, "n": 0, "none": 0}
+    hits = tempo_hits(t, e)
+    return {**{k: float(v.mean()) for k, v in hits.items()}, "n": int(t.size), "none": int((~np.isfinite(e)).sum())}
+
+
+def key_points(truth: list, est: list) -> list[float]:
+    """MIREX weighted score per track with a true key; a missing estimate scores 0."""
+    import mir_eval
+
+    return [mir_eval.key.weighted_score(t, e) if isinstance(e, str) and e else 0.0
+            for t, e in zip(truth, est) if isinstance(t, str) and t]
 
 
 def key_score(truth: list, est: list) -> dict[str, float]:
-    """Mean MIREX weighted score over tracks with a true key; a missing estimate scores 0."""
-    import mir_eval
-
-    s = [mir_eval.key.weighted_score(t, e) if isinstance(e, str) and e else 0.0
-         for t, e in zip(truth, est) if isinstance(t, str) and t]
-    return {"key": float(np.mean(s)) if s else math.nan, "n_key": len(s)}
+    """Mean MIREX weighted score over tracks with a true key, and how many of them got no key."""
+    s = key_points(truth, est)
+    none = sum(1 for t, e in zip(truth, est) if isinstance(t, str) and t and not (isinstance(e, str) and e))
+    return {"key": float(np.mean(s)) if s else math.nan, "n_key": len(s), "none_key": none}
 
 
 def score(truth: pd.DataFrame, est: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -238,6 +303,52 @@ def score(truth: pd.DataFrame, est: pd.DataFrame) -> dict[str, dict[str, float]]
     return out
 
 
+def calibration(truth: pd.DataFrame, est: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Folded Accuracy1 and MIREX key of the most confident half, the least confident quarter,
+    and of the rows flagged ``needs_review`` against the rest (over all tracks with a label)."""
+    out: dict[str, dict[str, float]] = {}
+    t_bpm = truth["bpm"].to_numpy(float)
+    ok = np.isfinite(t_bpm)
+    if ok.any():
+        hit = tempo_hits(t_bpm[ok], pd.to_numeric(est["bpm"], errors="coerce").to_numpy(float)[ok])["acc1_folded"]
+        out["tempo"] = _split(hit.astype(float), est["bpm_confidence"].to_numpy(float)[ok],
+                              est["needs_review"].to_numpy(bool)[ok] if "needs_review" in est else None)
+    has_key = np.array([isinstance(k, str) and bool(k) for k in truth["key"]])
+    if has_key.any():
+        pts = np.array(key_points(list(truth["key"]), [k if isinstance(k, str) else None for k in est["key"]]))
+        out["key"] = _split(pts, est["key_confidence"].to_numpy(float)[has_key],
+                            est["needs_review"].to_numpy(bool)[has_key] if "needs_review" in est else None)
+    return out
+
+
+def _split(points: np.ndarray, conf: np.ndarray, review: np.ndarray | None) -> dict[str, float]:
+    conf = np.nan_to_num(conf, nan=0.0)
+    order = np.argsort(-conf, kind="stable")
+    n = len(points)
+    top, bottom = order[: max(1, n // 2)], order[n - max(1, n // 4):]
+    res = {"n": n, "all": float(points.mean()), "top_half": float(points[top].mean()),
+           "bottom_quarter": float(points[bottom].mean())}
+    if review is not None:
+        res["flagged"] = int(review.sum())
+        res["flagged_score"] = float(points[review].mean()) if review.any() else math.nan
+        res["unflagged_score"] = float(points[~review].mean()) if (~review).any() else math.nan
+    return res
+
+
+def calibration_markdown(cal: dict[str, dict[str, float]]) -> str:
+    def num(v: float) -> str:
+        return "–" if not math.isfinite(v) else f"{v:.3f}"
+
+    lines = ["| value | n | all | most confident half | least confident quarter | needs_review: n | "
+             "flagged | not flagged |", "|---|---|---|---|---|---|---|---|"]
+    for what, r in cal.items():
+        metric = "folded Acc1" if what == "tempo" else "MIREX"
+        lines.append(f"| {what} ({metric}) | {r['n']} | {num(r['all'])} | {num(r['top_half'])} | "
+                     f"{num(r['bottom_quarter'])} | {r.get('flagged', '–')} | {num(r.get('flagged_score', math.nan))} | "
+                     f"{num(r.get('unflagged_score', math.nan))} |")
+    return "\n".join(lines)
+
+
 def markdown(scores: dict[str, dict[str, dict[str, float]]]) -> str:
     def pct(v: float) -> str:
         return "–" if not math.isfinite(v) else f"{100 * v:.1f} %"
@@ -245,12 +356,83 @@ def markdown(scores: dict[str, dict[str, dict[str, float]]]) -> str:
     def num(v: float) -> str:
         return "–" if not math.isfinite(v) else f"{v:.3f}"
 
-    lines = ["| system | tracks | n tempo | Accuracy1 | Accuracy2 | DJ (±0.5 BPM) | n key | MIREX key |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| system | tracks | n tempo | no BPM | Acc1 | Acc1 folded | Acc2 | ±0.5 BPM | ±0.5 folded | "
+             "n key | no key | MIREX key |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for system, by_group in scores.items():
         for group, s in by_group.items():
-            lines.append(f"| {system} | {group} | {s['n']} | {pct(s['acc1'])} | {pct(s['acc2'])} | "
-                         f"{pct(s['dj'])} | {s['n_key']} | {num(s['key'])} |")
+            lines.append(f"| {system} | {group} | {s['n']} | {s['none']} | {pct(s['acc1'])} | "
+                         f"{pct(s['acc1_folded'])} | {pct(s['acc2'])} | {pct(s['dj'])} | {pct(s['dj_folded'])} | "
+                         f"{s['n_key']} | {s['none_key']} | {num(s['key'])} |")
+    return "\n".join(lines)
+
+
+# -- label-free stability on full-length tracks ------------------------------------------------
+
+AUDIO_EXT = {".mp3", ".ogg", ".opus", ".flac", ".wav", ".m4a", ".aiff", ".aif"}
+
+
+def stability(music_dir: Path, limit: int | None = None) -> str:
+    """Key/BPM agreement: default excerpt vs whole track, first vs second half, excerpt vs MP3 copy."""
+    import soundfile as sf
+
+    from crate_dask.features.signal import analyze_signal
+    from crate_dask.library.audio import load_excerpt
+    from crate_dask.config import AnalysisSettings
+
+    settings = AnalysisSettings()
+    files = sorted(p for p in music_dir.rglob("*") if p.suffix.lower() in AUDIO_EXT and p.is_file())[:limit]
+    rows = []
+    for p in files:
+        whole = load_excerpt(p, sr=settings.sample_rate, excerpt_s=None)
+        if whole.duration_s < 2 * (settings.excerpt_s or 90.0) * 0.75:
+            continue  # too short for the excerpt to differ from the whole track
+        ex = load_excerpt(p, sr=settings.sample_rate, excerpt_s=settings.excerpt_s)
+        y, sr = whole.y, whole.sr
+        half = y.size // 2
+        with tempfile.TemporaryDirectory() as tmp:
+            mp3 = Path(tmp) / "copy.mp3"
+            with sf.SoundFile(str(mp3), "w", sr, 1, format="MP3") as f:
+                for i in range(0, y.size, 65536):
+                    f.write(y[i:i + 65536])
+            ex_mp3 = load_excerpt(mp3, sr=sr, excerpt_s=settings.excerpt_s)
+        r = {name: analyze_signal(sig, sr=sr, settings=settings) for name, sig in
+             (("excerpt", ex.y), ("whole", y), ("first", y[:half]), ("second", y[half:]), ("mp3", ex_mp3.y))}
+        rows.append({"file": p.name, **{f"{k}:key": v["key"] for k, v in r.items()},
+                     **{f"{k}:bpm": v["bpm"] for k, v in r.items()},
+                     "review": bool(r["excerpt"].get("needs_review", False)),
+                     "key_conf": float(r["excerpt"]["key_confidence"] or 0.0)})
+
+    def agree(a: str, b: str, what: str, flagged: bool | None = None) -> str:
+        sel = [x for x in rows if flagged is None or x["review"] == flagged]
+        if not sel:
+            return "–"
+        if what == "key":
+            same = [x[f"{a}:key"] is not None and x[f"{a}:key"] == x[f"{b}:key"] for x in sel]
+        else:
+            same = [abs(x[f"{a}:bpm"] - x[f"{b}:bpm"]) <= 0.5 for x in sel]
+        return f"{sum(same)}/{len(same)} ({100 * np.mean(same):.0f} %)"
+
+    lines = [f"{len(rows)} full-length tracks in {music_dir.name}/ (default excerpt {settings.excerpt_s} s)", "",
+             "| pair | key agrees | BPM within 0.5 | key agrees, not needs_review | key agrees, needs_review |",
+             "|---|---|---|---|---|"]
+    for a, b, label in (("excerpt", "whole", "default excerpt vs whole track"),
+                        ("first", "second", "first half vs second half"),
+                        ("excerpt", "mp3", "excerpt vs excerpt of an MP3 copy")):
+        lines.append(f"| {label} | {agree(a, b, 'key')} | {agree(a, b, 'bpm')} | {agree(a, b, 'key', False)} | "
+                     f"{agree(a, b, 'key', True)} |")
+    if rows:
+        order = sorted(rows, key=lambda x: -x["key_conf"])
+        n = len(order)
+        top, bottom = order[: max(1, n // 2)], order[n - max(1, n // 4):]
+
+        def share(sel: list[dict]) -> str:
+            same = [x["excerpt:key"] is not None and x["excerpt:key"] == x["whole:key"] for x in sel]
+            return f"{sum(same)}/{len(same)} ({100 * np.mean(same):.0f} %)"
+        lines += ["", "| excerpt vs whole track, by key_confidence | key agrees |", "|---|---|",
+                  f"| most confident half | {share(top)} |", f"| least confident quarter | {share(bottom)} |",
+                  f"| needs_review false | {share([x for x in rows if not x['review']])} |",
+                  f"| needs_review true | {share([x for x in rows if x['review']])} |"]
     return "\n".join(lines)
 
 

@@ -16,8 +16,9 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-#: 2: error_type, error_limit and crashes; beat_offset_s, downbeat_offset_s, gapless_delay_s; fingerprint
-#: (rows of version 1 are upgraded when reused: the new columns are empty until a file is analysed again).
+#: 2: error_type, error_limit and crashes; beat_offset_s, downbeat_offset_s, gapless_delay_s; fingerprint;
+#: needs_review (rows of version 1 are upgraded when reused: the new columns are empty until a file is
+#: analysed again).
 SCHEMA_VERSION = 2
 
 # (name, type, meaning); the order is the column order in the files.
@@ -61,6 +62,8 @@ _FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("key_camelot", pa.string(), "Camelot notation: '8A'"),
     ("key_open", pa.string(), "Open Key notation: '1m'"),
     ("key_confidence", pa.float64(), "0..1"),
+    ("needs_review", pa.bool_(), "bpm or key is likely wrong (octave toss-up, weak beat, low key margin, "
+                                 "key changes within the excerpt): check by ear; null when not analysed"),
     ("beat_offset_s", pa.float64(), "first beat of the beat grid, seconds from the start of the decoded file"),
     ("downbeat_offset_s", pa.float64(), "first bar start (beat 1) of the grid, seconds; null when the bar is unclear"),
     ("gapless_delay_s", pa.float64(), "MP3: start the decoder skipped per the LAME header (rekordbox does not skip it)"),
@@ -81,8 +84,8 @@ SCHEMA: pa.Schema = pa.schema([pa.field(n, t) for n, t, _ in _FIELDS])
 COLUMNS: list[str] = [n for n, _, _ in _FIELDS]
 DESCRIPTIONS: dict[str, str] = {n: d for n, _, d in _FIELDS}
 AUDIO_COLUMNS: list[str] = ["bpm", "bpm_alt", "bpm_confidence", "key", "key_camelot", "key_open",
-                            "key_confidence", "beat_offset_s", "downbeat_offset_s", "gapless_delay_s", "loudness_lufs",
-                            "analysis_note", "fingerprint", "analysis_s"]
+                            "key_confidence", "needs_review", "beat_offset_s", "downbeat_offset_s", "gapless_delay_s",
+                            "loudness_lufs", "analysis_note", "fingerprint", "analysis_s"]
 
 
 def empty_row() -> dict[str, Any]:

@@ -152,3 +152,55 @@ def test_loudness_follows_gain(gain_db):
     y = np.random.default_rng(5).normal(0, 0.05, SR * 2)
     base = integrated_loudness(y, sr=SR)
     assert integrated_loudness(y * 10 ** (gain_db / 20), sr=SR) == pytest.approx(base + gain_db, abs=0.01)
+
+
+# --- needs_review and weak beats (issue 9) --------------------------------------------------------
+
+def _rubato_chords(seconds: float = 40.0, seed: int = 1) -> np.ndarray:
+    """I-IV-V-I in C major, each chord swelling in and out over an irregular 2.5-6 s: music without a beat."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    y = np.zeros(t.size)
+    chords = [(60, 64, 67), (65, 69, 72), (67, 71, 74), (60, 64, 67)]
+    start, i = 0.0, 0
+    while start < seconds:
+        d = rng.uniform(2.5, 6.0)
+        m = (t >= start) & (t < start + d)
+        env = np.sin(np.pi * (t[m] - start) / d)
+        for n in chords[i % 4]:
+            y[m] += env * np.sin(2 * np.pi * 440 * 2 ** ((n - 69) / 12) * t[m])
+        start, i = start + d, i + 1
+    return (0.1 * y).astype(np.float32)
+
+
+def test_needs_review_is_a_bool_and_false_for_a_clear_song():
+    row = analyze_signal(_triad_song(124.0, 220.0, 3), sr=SR, settings=SETTINGS)
+    assert row["needs_review"] is False
+    assert row["bpm"] == pytest.approx(124.0, abs=0.1) and row["key"] == "A minor"
+
+
+def test_music_without_a_beat_still_gets_a_bpm_with_low_confidence_and_review():
+    row = analyze_signal(_rubato_chords(), sr=SR, settings=SETTINGS)
+    assert row["key"] == "C major"
+    assert math.isfinite(row["bpm"]) and 78.0 <= row["bpm"] <= 180.0
+    assert 0.0 < row["bpm_confidence"] <= 0.1
+    assert row["needs_review"] is True and row["analysis_note"] is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_noise_stays_empty_and_is_not_flagged(seed):
+    y = (0.1 * np.random.default_rng(seed).standard_normal(30 * SR)).astype(np.float32)
+    row = analyze_signal(y, sr=SR, settings=SETTINGS)
+    assert math.isnan(row["bpm"]) and row["key"] is None
+    assert row["needs_review"] is False and "no periodic onsets" in row["analysis_note"]
+
+
+def test_needs_review_flags_an_octave_toss_up_and_a_weak_key():
+    from crate_dask.features.signal import needs_review
+
+    clear = {"bpm": 128.0, "bpm_confidence": 0.9, "key": "A minor", "key_confidence": 0.8}
+    assert not needs_review(clear, octave_ratio=0.2, key_agreement=1.0)
+    assert needs_review(clear, octave_ratio=0.95, key_agreement=1.0)
+    assert needs_review({**clear, "key_confidence": 0.05})
+    assert needs_review(clear, key_agreement=0.25)
+    assert not needs_review({"bpm": math.nan, "bpm_confidence": 0.0, "key": None, "key_confidence": 0.0})

@@ -1,5 +1,5 @@
 """open_results over partitions of different schema versions: older ones without the fingerprint, newer ones
-with a needs_review column (issue 9), in one dataset."""
+with the fingerprint and needs_review columns, in one dataset."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ def test_mixed_schemas_are_read_as_one_dataset(tmp_path):
     out = write_synthetic_results(tmp_path / "out", n_rows=300, partition_size=100)
     old, new = out / "part-00000.parquet", out / "part-00001.parquet"
     t = pq.read_table(old)
-    pq.write_table(t.drop_columns(["fingerprint"]), old)                      # schema 1: no fingerprint
+    pq.write_table(t.drop_columns(["fingerprint", "needs_review"]), old)      # schema 1: neither column
     t = pq.read_table(new)
     flags = pa.array([i % 10 == 0 for i in range(t.num_rows)])
-    pq.write_table(t.append_column("needs_review", flags), new)               # a newer column
+    i = t.schema.get_field_index("needs_review")
+    pq.write_table(t.set_column(i, "needs_review", flags), new)               # the current schema
     r = open_results(out)
     assert len(r) == 300 and "needs_review" in r.columns
     assert r.count("needs_review") == 10 and r.count("needs_review:true") == 10

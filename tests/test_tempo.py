@@ -275,3 +275,31 @@ def test_fold_bpm_passes_nan_and_rejects_nonsense():
             fold_bpm(bad, DJ_RANGE)
     with pytest.raises(ParameterError):
         fold_bpm(120.0, (100.0, 150.0))
+
+
+# --- real recordings (issue 9): only where the development sets are checked out beside the repo ---
+
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_DEV_REAL = Path(os.environ.get("CRATE_DASK_EVAL", Path(__file__).resolve().parents[2] / "shared" / "eval")) / "dev-real"
+
+
+def _real_excerpt(name: str) -> np.ndarray:
+    path = _DEV_REAL / "audio" / name
+    if not path.is_file():
+        pytest.skip(f"real-recording dev set not present ({_DEV_REAL}); set CRATE_DASK_EVAL to its parent")
+    from crate_dask.library.audio import load_excerpt
+
+    return load_excerpt(path, sr=SR, excerpt_s=90.0).y
+
+
+@pytest.mark.parametrize("name, bpm", [
+    ("fretsonfire_songs__sectoid_feelings.mp3", 95.0),            # metal, human tempo label
+    ("fnf_charts__fnf_roses.mp3", 120.0),                         # hip-hop/electronic game song
+    ("stepmania_hodobox__Skrillex_Kyoto.mp3", 175.0),             # dubstep/drum and bass, fast octave
+    ("fnf_charts__fnf_dadbattle.mp3", 180.0),                     # exactly at the top of the range
+    ("gtzan_extra7__metal.00000.mp3", 94.0),                      # GTZAN, live drummer
+])
+def test_real_recordings_have_their_labelled_tempo(name, bpm):
+    assert estimate_tempo(_real_excerpt(name), sr=SR).bpm == pytest.approx(bpm, rel=0.04)

@@ -29,11 +29,19 @@ from crate_dask.features.loudness import integrated_loudness
 from crate_dask.features.tempo import estimate_tempo
 from crate_dask.schema import AUDIO_COLUMNS
 
-__all__ = ["analyze_signal", "warm_up", "COLUMNS"]
+__all__ = ["analyze_signal", "warm_up", "COLUMNS", "needs_review"]
 
 #: The columns :func:`analyze_signal` returns, in schema order (the stage adds the timing and the
 #: decoder's gapless delay, facts of the file rather than of the signal).
 COLUMNS: list[str] = [c for c in AUDIO_COLUMNS if c not in ("analysis_s", "gapless_delay_s")]
+
+#: Confidence of a tempo that failed the noise test but belongs to tonal music (a beat is there, weakly).
+WEAK_BPM_CONFIDENCE = 0.05
+#: needs_review thresholds (README, "Accuracy"): below these a value is wrong often enough to check by ear.
+REVIEW_BPM_CONFIDENCE = 0.3
+REVIEW_OCTAVE_RATIO = 0.8
+REVIEW_KEY_CONFIDENCE = 0.2
+REVIEW_KEY_AGREEMENT = 0.5
 
 
 def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset_s: float = 0.0) -> dict[str, Any]:
@@ -54,9 +62,13 @@ def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset
     -------
     dict
         ``bpm, bpm_alt, bpm_confidence, key, key_camelot, key_open, key_confidence,
-        beat_offset_s, downbeat_offset_s, loudness_lufs, analysis_note, fingerprint``. Without a tempo the bpm fields are NaN, without a key
+        beat_offset_s, downbeat_offset_s, needs_review, loudness_lufs, analysis_note, fingerprint``. Without a
+        tempo the bpm fields are NaN, without a key
         the key fields are None; ``analysis_note`` says why (``"silent"``, ``"too short"``,
         ``"tempo: no periodic onsets; key: no tonal content"``) and is None when both were found.
+        Tonal music whose beat is too weak for the noise test (a chorale, a rubato ballad) still gets
+        the best-fitting tempo, at confidence ``WEAK_BPM_CONFIDENCE``. ``needs_review`` is True
+        when a value that was found is likely wrong (see :func:`needs_review`).
 
     Raises
     ------
@@ -80,24 +92,57 @@ def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset
     tempo = estimate_tempo(y, sr=sr, bpm_range=_bpm_range(settings))
     key = estimate_key(y, sr=sr, profile=settings.key_profile)
     lufs = integrated_loudness(y, sr=sr, dual_mono=True)
+    bpm, bpm_alt, bpm_conf, tempo_note = tempo.bpm, tempo.bpm_alt, tempo.confidence, tempo.note
+    weak = tempo.note == "no periodic onsets" and key.key is not None and math.isfinite(tempo.weak_bpm)
+    if weak:
+        # Noise has no key; music with a key but a beat too weak for the noise test is still music.
+        bpm, bpm_conf, tempo_note = tempo.weak_bpm, WEAK_BPM_CONFIDENCE, None
+        low, high = _bpm_range(settings)
+        bpm_alt = bpm * 2.0 if bpm * 2.0 <= high else bpm / 2.0
     # The grid is fitted with the rounded BPM that is stored and exported, so that the DJ
     # software's grid (anchor + k * 60 / bpm) lands on the beats where they were measured.
-    bpm = round(float(tempo.bpm), 2)
+    bpm = round(float(bpm), 2)
     grid = estimate_beat_grid(y, sr=sr, bpm=bpm, offset_s=offset_s)
-    return {
-        "bpm": bpm,                                  # sub-BPM precision is what the estimator resolves
-        "bpm_alt": round(float(tempo.bpm_alt), 2),
-        "bpm_confidence": round(float(tempo.confidence), 4),
+    row = {
+        "bpm": bpm,                           # sub-BPM precision is what the estimator resolves
+        "bpm_alt": round(float(bpm_alt), 2),
+        "bpm_confidence": round(float(bpm_conf), 4),
         "key": key.key,
         "key_camelot": key.camelot,
         "key_open": key.open_key,
         "key_confidence": round(float(key.confidence), 4),
+        "needs_review": False,
         "beat_offset_s": round(grid.beat_offset_s, 4),
         "downbeat_offset_s": round(grid.downbeat_offset_s, 4),
         "loudness_lufs": round(lufs, 2) if math.isfinite(lufs) else math.nan,
-        "analysis_note": _join_notes(tempo.note, key.note),
+        "analysis_note": _join_notes(tempo_note, key.note),
         "fingerprint": fingerprint(y, sr),          # same decode: finds re-encodings (explore/duplicates.py)
     }
+    row["needs_review"] = needs_review(row, octave_ratio=0.0 if weak else tempo.octave_ratio,
+                                       key_agreement=getattr(key, "agreement", 1.0))
+    return row
+
+
+def needs_review(row: dict[str, Any], *, octave_ratio: float = 0.0, key_agreement: float = 1.0) -> bool:
+    """True when a bpm or key that was found is likely wrong.
+
+    A bpm is flagged when its confidence is below ``REVIEW_BPM_CONFIDENCE`` (weak or irregular beat,
+    or a competing octave almost as salient) or when the runner-up octave in range scores at least
+    ``REVIEW_OCTAVE_RATIO`` of the chosen one (a toss-up between e.g. 85 and 170). A key is flagged
+    when its confidence (margin over the runner-up key) is below ``REVIEW_KEY_CONFIDENCE`` or when
+    fewer than ``REVIEW_KEY_AGREEMENT`` of the excerpt's windows have that key on their own. Missing
+    values are not flagged: they carry ``analysis_note`` instead.
+
+    >>> needs_review({"bpm": 128.0, "bpm_confidence": 0.9, "key": "A minor", "key_confidence": 0.6})
+    False
+    >>> needs_review({"bpm": 87.0, "bpm_confidence": 0.9, "key": None, "key_confidence": 0.0}, octave_ratio=0.95)
+    True
+    """
+    bpm_found = isinstance(row.get("bpm"), float) and math.isfinite(row["bpm"])
+    bpm_doubt = bpm_found and (row["bpm_confidence"] < REVIEW_BPM_CONFIDENCE or octave_ratio >= REVIEW_OCTAVE_RATIO)
+    key_doubt = row.get("key") is not None and (row["key_confidence"] < REVIEW_KEY_CONFIDENCE
+                                                or key_agreement < REVIEW_KEY_AGREEMENT)
+    return bool(bpm_doubt or key_doubt)
 
 
 def warm_up(*, sr: int = 22050, settings: AnalysisSettings | None = None) -> float:

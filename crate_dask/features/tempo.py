@@ -10,8 +10,12 @@ The method, in three steps, all plain numpy:
    multiples, i.e. at slower tempi) are each summed over octaves into one
    "cyclic" tempo axis and multiplied: only the beat family is strong in both,
    so 3:2 and 2:3 confusions cancel while the octave is left open
-   (Peeters 2007; Grosche & Mueller 2010).
-3. **Octave and precision**: the class is placed in ``bpm_range``; when two
+   (Peeters 2007; Grosche & Mueller 2010). The same product is also taken on 12 s windows of
+   the envelope and averaged over time (a Fourier and an autocorrelation tempogram), and the two
+   saliences are multiplied: a class must hold both over the whole excerpt and locally, which
+   keeps a 4:3 rival that lines up globally by chance from winning (issue 9; dev-real).
+3. **Octave and precision**: the class is placed in ``bpm_range`` (octaves up to 2 % outside
+   are refined too and kept if they land inside, so a track at exactly 180 can be 180); when two
    or more octaves fit, each is scored on a second envelope made of the bands
    below 1.5 kHz only (kick, snare body, bass, chords; not hi-hats and cymbals,
    which run at two or four times the beat in most styles and would otherwise
@@ -73,6 +77,8 @@ _SNARE_BAND_HZ = (150.0, 4000.0)  # snare/clap body and crack, above the kick
 _BACKBEAT_PERIOD_S = (0.5, 1.6)   # plausible snare periods (two beats of 75-240 BPM)
 _BACKBEAT_SLOW = 0.45        # snare strength at half the slow tempo / at the slow tempo above which it wins
 _BACKBEAT_FAST = 0.25        # ... below which the faster octave wins
+_LOCAL_MODE = "both"
+_LOCAL_WINDOW_S = 12.0
 _ANTIPHASE = -0.3          # cosine of the kick-snare phase difference over two beats (-1: a beat apart)
 
 
@@ -90,12 +96,20 @@ class Tempo:
         In [0, 1]; 0 when ``bpm`` is nan.
     note : str or None
         Why ``bpm`` is nan ("silent", "too short", "no periodic onsets"), else None.
+    octave_ratio : float
+        Salience of the runner-up octave in range over that of the chosen one (0 when only one
+        octave fits the range, near 1 when the octave is a toss-up).
+    weak_bpm : float
+        When ``note`` is "no periodic onsets": the tempo the beat grid fits best all the same
+        (for music whose beat is too weak to pass the noise test, e.g. a chorale), else nan.
     """
 
     bpm: float
     bpm_alt: float
     confidence: float
     note: str | None = None
+    octave_ratio: float = 0.0
+    weak_bpm: float = math.nan
 
 
 def fold_bpm(bpm: float, bpm_range: tuple[float, float]) -> float:
@@ -190,11 +204,18 @@ def estimate_tempo(y: np.ndarray, *, sr: float, bpm_range: tuple[float, float] =
     spectrum, acf = _periodicity(env, n_fft)
     hz_per_bin = fps / n_fft
 
-    cls = _tempo_class(spectrum, acf, hz_per_bin, fps, low)
-    candidates = [c for c in (cls * 2.0**k for k in range(-4, 5)) if low <= c <= high]
-    if not candidates:  # only possible through float rounding at the range edges
-        candidates = [fold_bpm(cls, (low, high))]
-    refined = [_refine(spectrum, hz_per_bin, c) for c in candidates]
+    grid, salience = _class_salience(spectrum, acf, hz_per_bin, fps, low)
+    if _LOCAL_MODE != "off" and env.size > 2 * _LOCAL_WINDOW_S * fps:
+        l_spec, l_acf, l_hz = _local_periodicity(env, fps)
+        _, local = _class_salience(l_spec, l_acf, l_hz, fps, low)
+        salience = local if _LOCAL_MODE == "local" else salience * local
+    cls = float(grid[int(np.argmax(salience))])
+    # The class grid is 0.3 % coarse and refinement moves up to 2 %: an octave just outside the
+    # range is refined too and kept if it lands inside (a track at exactly 180 with range 78-180).
+    near = [c for c in (cls * 2.0**k for k in range(-4, 5)) if low / 1.02 <= c <= high * 1.02]
+    refined = [r for r in (_refine(spectrum, hz_per_bin, c) for c in near) if low / 1.002 <= r <= high * 1.002]
+    if not refined:  # only possible through float rounding at the range edges
+        refined = [_refine(spectrum, hz_per_bin, fold_bpm(cls, (low, high)))]
     # The octave is voted on by the low/mid bands only (see the module docstring).
     spectrum_low, acf_low = _periodicity(env_low, n_fft) if np.any(env_low > 0) else (spectrum, acf)
     scores = [_octave_salience(spectrum_low, acf_low, hz_per_bin, fps, c) for c in refined]
@@ -206,7 +227,8 @@ def estimate_tempo(y: np.ndarray, *, sr: float, bpm_range: tuple[float, float] =
     noise = _NOISE_COHERENCE_1S / math.sqrt(env.size / fps)
     periodicity = _coherence(spectrum, hz_per_bin, bpm, float(env.sum())) / noise
     if periodicity < MIN_PERIODICITY:
-        return _no_tempo("no periodic onsets")
+        return Tempo(bpm=math.nan, bpm_alt=math.nan, confidence=0.0, note="no periodic onsets",
+                     weak_bpm=float(bpm))
     if len(refined) > 1:  # the runner-up octave in range is what a DJ would try next
         second = max((i for i in range(len(refined)) if i != best), key=lambda i: scores[i])
         alt, rival = refined[second], scores[second] / max(scores[best], 1e-12)
@@ -215,7 +237,8 @@ def estimate_tempo(y: np.ndarray, *, sr: float, bpm_range: tuple[float, float] =
         alt, rival = (bpm * 2.0 if up >= down else bpm / 2.0), 0.0
     # A competing octave in range that is almost as salient halves the confidence.
     confidence = (1.0 - math.exp(-(periodicity - MIN_PERIODICITY) / 2.0)) * (1.0 - 0.5 * rival)
-    return Tempo(bpm=float(bpm), bpm_alt=float(alt), confidence=float(np.clip(confidence, 0.0, 1.0)))
+    return Tempo(bpm=float(bpm), bpm_alt=float(alt), confidence=float(np.clip(confidence, 0.0, 1.0)),
+                 octave_ratio=float(np.clip(rival, 0.0, 1.0)))
 
 
 def _no_tempo(note: str) -> Tempo:
@@ -279,8 +302,29 @@ def _periodicity(env: np.ndarray, n_fft: int) -> tuple[np.ndarray, np.ndarray]:
     return spectrum, np.fft.irfft(spectrum**2, n=n_fft)[: env.size]
 
 
+def _local_periodicity(env: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Mean magnitude spectrum and mean normalised autocorrelation of overlapping envelope windows
+    (a Fourier tempogram and an autocorrelation tempogram averaged over time)."""
+    win = int(round(_LOCAL_WINDOW_S * fps))
+    hop = max(1, win // 4)
+    frames = np.lib.stride_tricks.sliding_window_view(env, win)[::hop]
+    frames = (frames - frames.mean(axis=1, keepdims=True)) * np.hanning(win)
+    n_fft = 1 << int(math.ceil(math.log2(4 * win)))
+    spec = np.abs(np.fft.rfft(frames, n=n_fft, axis=1))
+    acf = np.fft.irfft(spec**2, n=n_fft, axis=1)[:, :win]
+    acf = acf / np.maximum(acf[:, :1], 1e-12)
+    return spec.mean(axis=0), acf.mean(axis=0), fps / n_fft
+
+
 def _tempo_class(spectrum: np.ndarray, acf: np.ndarray, hz_per_bin: float, fps: float, low: float) -> float:
     """The octave-free tempo class in ``[low, 2 low)`` where Fourier and autocorrelation agree."""
+    grid, salience = _class_salience(spectrum, acf, hz_per_bin, fps, low)
+    return float(grid[int(np.argmax(salience))])
+
+
+def _class_salience(spectrum: np.ndarray, acf: np.ndarray, hz_per_bin: float, fps: float,
+                    low: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tempo classes in ``[low, 2 low)`` and their salience, Fourier times autocorrelation."""
     grid = low * 2.0 ** (np.arange(240) / 240.0)
     bpms = grid[:, None] * 2.0 ** np.arange(-6, 7)[None, :]
     valid = (bpms >= _SEARCH_BPM[0]) & (bpms <= _SEARCH_BPM[1])
@@ -289,7 +333,7 @@ def _tempo_class(spectrum: np.ndarray, acf: np.ndarray, hz_per_bin: float, fps: 
     f_cls = np.where(valid, fourier, 0.0).sum(axis=1)
     a_cls = np.where(valid, auto, 0.0).sum(axis=1)
     salience = f_cls / max(f_cls.max(), 1e-12) * a_cls / max(a_cls.max(), 1e-12)
-    return float(grid[int(np.argmax(salience))])
+    return grid, salience
 
 
 def _octave_salience(spectrum: np.ndarray, acf: np.ndarray, hz_per_bin: float, fps: float, bpm: float) -> float:
