@@ -9,13 +9,13 @@ are validated before anything runs (a bad template is one error line, exit 2).
 from __future__ import annotations
 
 import functools
-import sys
 
 import click
 
 from crate_dask.actions import naming
+from crate_dask.cli.messages import run_command
 from crate_dask.config import RunSettings
-from crate_dask.errors import CrateDaskError, FatalError, ParameterError
+from crate_dask.errors import FatalError, ParameterError
 
 _ORDER = ("rename", "write", "unchanged", "conflict", "missing-fields", "low-confidence", "error-row",
           "unreadable", "missing", "changed")
@@ -36,16 +36,6 @@ def _cluster_options(fn):
     return wrapper
 
 
-def _run(fn):
-    """Turn expected errors into one readable line and a non-zero exit."""
-    try:
-        return fn()
-    except ParameterError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except CrateDaskError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
 
 
 def _plan_then(out, plan_fn, apply_fn, options, *, do_apply, sequential, workers, scheduler, sample, noun):
@@ -95,7 +85,7 @@ def rename(out, template, base, on_conflict, min_confidence, do_apply, sequentia
                                 on_conflict=on_conflict)
         _plan_then(out, plan_renames, apply_renames, options, do_apply=do_apply, sequential=sequential,
                    workers=workers, scheduler=scheduler, sample=sample, noun="rename")
-    _run(go)
+    run_command(go)
 
 
 @click.command("tag")
@@ -119,7 +109,7 @@ def tag(out, fields, key_notation, bpm_decimals, min_confidence, do_apply, seque
             raise ParameterError(str(exc)) from None
         _plan_then(out, plan_tags, apply_tags, options, do_apply=do_apply, sequential=sequential,
                    workers=workers, scheduler=scheduler, sample=sample, noun="write tags")
-    _run(go)
+    run_command(go)
 
 
 @click.command("undo")
@@ -143,7 +133,7 @@ def undo(out, undo_all):
                 break
         if n == 0:
             click.echo("nothing to undo")
-    _run(go)
+    run_command(go)
 
 
 @click.group()

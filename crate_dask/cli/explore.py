@@ -13,10 +13,11 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
+from crate_dask.cli.messages import run_command
 from crate_dask.errors import FatalError, ParameterError
 
 _OUT = click.argument("out", type=click.Path(file_okay=False, path_type=Path))
@@ -24,16 +25,6 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "csv", "js
                        show_default=True, help="Output format (csv and json go to stdout).")
 
 
-def _run(fn: Callable[[], int | None]) -> None:
-    try:
-        code = fn()
-    except ParameterError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except FatalError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    sys.exit(code or 0)
 
 
 def _open(out: Path):
@@ -141,7 +132,7 @@ def query(out: Path, where: str | None, columns: str | None, order_by: str | Non
             _emit(df, fmt)
         return 0
 
-    _run(go)
+    run_command(go)
 
 
 @click.command()
@@ -162,7 +153,7 @@ def mix(out: Path, path: str, bpm_tolerance: float, limit: int, fmt: str) -> Non
         _emit(df, fmt, title=title)
         return 0
 
-    _run(go)
+    run_command(go)
 
 
 @click.command()
@@ -224,7 +215,7 @@ def fix(out: Path, path: str | None, bpm: float | None, double: bool, half: bool
             click.echo(_fix_line(row, e))
         return 0
 
-    _run(go)
+    run_command(go)
 
 
 def _fix_line(row: dict, e: dict) -> str:
@@ -303,7 +294,7 @@ def duplicates(out: Path, max_ber: float | None, no_metadata: bool, fmt: str) ->
         _emit(shown, "table", title=f"{n_groups} groups of duplicates, {len(df) - n_groups} files could go")
         return 0
 
-    _run(go)
+    run_command(go)
 
 
 @click.command()
@@ -322,7 +313,7 @@ def report(out: Path, html_path: Path, max_ber: float | None) -> None:
         click.echo(f"report: {html_path} ({info['tracks']} tracks, {info['bytes'] / 1e6:.1f} MB)")
         return 0
 
-    _run(go)
+    run_command(go)
 
 
 COMMANDS = (query, mix, fix, duplicates, report)

@@ -7,12 +7,12 @@ cannot move files between the moment a path is read and the moment it is written
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from crate_dask.errors import CrateDaskError, ParameterError
+from crate_dask.cli.messages import run_command
+from crate_dask.errors import ParameterError
 
 _PREFER = click.option("--prefer", type=click.Choice(["analysis", "tags"]), default="analysis", show_default=True,
                        help="Which BPM/key win: the analysis (then the file's tag) or the file's own tags. "
@@ -22,16 +22,6 @@ _BAND = click.option("--bpm-band", type=click.FloatRange(min=1, max=50), default
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 
 
-def _run(fn) -> None:
-    """Expected errors: one ``error:`` line on stderr, exit 2 for bad usage, 1 otherwise."""
-    try:
-        fn()
-    except ParameterError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except CrateDaskError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
 
 
 def _report(summaries, as_json: bool) -> None:
@@ -92,7 +82,7 @@ def export(out, rekordbox_xml, traktor_nml, relocate_from, key_notation, no_lame
             if traktor_nml:
                 summaries.append(export_traktor(out, traktor_nml, prefer=prefer, volume=traktor_volume))
         _report(summaries, as_json)
-    _run(go)
+    run_command(go)
 
 
 @click.command("playlists")
@@ -114,4 +104,4 @@ def playlists(out, by, out_dir, relative, prefer, bpm_band, as_json):
         with exclusive(out, "playlists"):
             s = write_playlists(out, out_dir, by=by, relative=relative, bpm_band=bpm_band, prefer=prefer)
         _report([s], as_json)
-    _run(go)
+    run_command(go)

@@ -7,27 +7,15 @@ The scheduler is chosen here and nowhere else.
 
 from __future__ import annotations
 
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from crate_dask import __version__
+from crate_dask.cli.messages import EXIT_CANCELLED, run_command
 from crate_dask.cli.progress import RunDisplay, console, print_json, print_sample
 from crate_dask.config import Settings, build_settings, default_config_path
-from crate_dask.errors import FatalError
-
-EXIT_FATAL, EXIT_CANCELLED = 1, 130
-
-
-class _Cancelled(KeyboardInterrupt):
-    pass
-
-
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise _Cancelled()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -91,17 +79,9 @@ def settings_from_options(kw: dict[str, Any]) -> Settings:
 @analysis_options
 def analyze(library: Path, out: Path, **kw: Any) -> None:
     """Analyse every audio file under LIBRARY into Parquet files in OUT (resumable: rerun to resume)."""
-    _run_cli(lambda: _analyze(library, out, settings_from_options(kw), as_json=kw["as_json"]))
+    run_command(lambda: _analyze(library, out, settings_from_options(kw), as_json=kw["as_json"]))
 
 
-def _run_cli(fn) -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        code = fn()
-    except FatalError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(EXIT_FATAL)
-    sys.exit(code or 0)
 
 
 def _analyze(library: Path, out: Path, settings: Settings, *, as_json: bool) -> int:
@@ -128,7 +108,7 @@ def status(out: Path, as_json: bool, no_scan: bool) -> None:
         print_json(st) if as_json else print_status(st)
         return 0
 
-    _run_cli(go)
+    run_command(go)
 
 
 @main.command()
@@ -153,7 +133,7 @@ def demo(directory: Path, tracks: int, **kw: Any) -> None:
                           f"{directory / 'results'} --template \"{{artist}} - {{title}} [{{key_camelot}} {{bpm:.0f}}]\"")
         return code
 
-    _run_cli(go)
+    run_command(go)
 
 
 def _register() -> None:
