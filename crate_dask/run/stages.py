@@ -131,3 +131,10 @@ def process_file(root: str, entry: FileEntry, settings: AnalysisSettings,
     if not settings.metadata_only:
         run_stage("audio", audio or analyze_audio, row, path, settings)
     return row
+
+
+def crashed_row(root: str, entry: FileEntry, why: str) -> dict[str, Any]:
+    """The row of a file whose task killed its worker each time it ran (found by retrying file by file)."""
+    row = file_facts(root, entry)
+    row.update(error_stage="audio", error=f"the worker crashed on this file ({why}); it is retried on the next run")
+    return row

@@ -44,3 +44,13 @@ def lock_path(out: str | os.PathLike) -> Path:
 def journal_dir(out: str | os.PathLike) -> Path:
     """One folder per rename or tag operation: its plan, journal and status."""
     return Path(out) / "_journal"
+
+
+def chunks_dir(out: str | os.PathLike) -> Path:
+    """Finished chunks of partitions still being computed (merged into the partition file, then removed)."""
+    return Path(out) / "_chunks"
+
+
+def log_dir(out: str | os.PathLike) -> Path:
+    """Logs of the Dask cluster of each run (what the terminal does not show)."""
+    return Path(out) / "_logs"
