@@ -180,8 +180,9 @@ def print_summary(s: dict) -> None:
                   f"{format_duration(s['seconds'])}; computed {s['files_computed']:,} files, reused "
                   f"{s['files_reused']:,}" + (f", {s['files_per_s']:,.0f} files/s" if s.get("files_per_s") else ""))
     if s["status"] == "cancelled":
+        chunks = f" and {s['files_in_chunks']:,} files of unfinished ones" if s.get("files_in_chunks") else ""
         console.print(f"saved {s['partitions_done_before'] + s['partitions_computed']} of {s['partitions']} "
-                      f"partitions; run the same command again to resume.")
+                      f"partitions{chunks}; run the same command again to resume.")
     if s.get("lost_scheduler"):
         console.print(f"[red]{s['failures'][0]}[/]  (details: {s.get('log')})")
         console.print(f"results: {s['out']}")

@@ -25,7 +25,7 @@ from crate_dask.run.cluster import check_workers, connect, dashboard_link, defau
 from crate_dask.run.estimate import LiveRate, rate_per_worker, size_warning
 from crate_dask.run.graph import ClusterLost, RunPlan, commit_plan, execute, prepare
 from crate_dask.run.paths import to_worker
-from crate_dask.store.chunks import clear_chunks
+from crate_dask.store.chunks import clear_chunks, count_chunk_rows
 from crate_dask.store.layout import log_dir, state_path
 from crate_dask.store.partitions import (
     append_run_log,
@@ -165,6 +165,8 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: 
     elif failures:
         summary["status"] = "failed"
         summary["failures"] = failures
+    if summary["status"] != "complete":
+        summary["files_in_chunks"] = count_chunk_rows(out)   # saved, picked up by the next run
     if log_file.exists() and log_file.stat().st_size == 0:
         log_file.unlink()   # nothing to tell
     append_run_log(out, {k: v for k, v in summary.items() if k not in ("scan_problems",)})

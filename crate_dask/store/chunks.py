@@ -91,6 +91,18 @@ def read_chunks(out: str | os.PathLike, name: str, digest: str, fingerprint: str
     return pa.concat_tables(tables, promote_options="default") if tables else None
 
 
+def count_chunk_rows(out: str | os.PathLike) -> int:
+    """Rows held by finished chunks of unfinished partitions (from the Parquet footers only)."""
+    n = 0
+    root = chunks_dir(out)
+    for p in root.glob("*/*.parquet") if root.is_dir() else ():
+        try:
+            n += pq.read_metadata(p).num_rows
+        except (OSError, ValueError, pa.ArrowException):
+            continue
+    return n
+
+
 def clear_chunks(out: str | os.PathLike, name: str | None = None) -> None:
     """Remove the chunk files of partition ``name`` (once its partition file is written), or all of them."""
     shutil.rmtree(chunks_dir(out) if name is None else _folder(out, name), ignore_errors=True)
