@@ -154,7 +154,7 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: 
     t = time.perf_counter() - t0
     _fill(summary, rp, computed, failures, t, chunks)
     if summary.get("lost_scheduler"):
-        saved = summary["partitions_done_before"] + summary["partitions_computed"]
+        saved = summary["partitions_saved"]
         summary["failures"] = [f"lost the scheduler at {summary['lost_scheduler']}; {saved} of "
                                f"{summary['partitions']} partitions saved; run the same command to resume"]
         summary["log"] = str(log_file)
@@ -226,6 +226,7 @@ def _fill(summary: dict, rp: RunPlan, computed: list[dict], failures: list[str],
     summary["errors"] = sum(i.errors for n, i in infos.items() if n in planned)
     summary["ok"] = summary["rows"] - summary["errors"]
     summary["partitions_computed"] = len(computed)
+    summary["partitions_saved"] = sum(n in planned for n in infos)   # on disk, whatever the client heard
     summary["partitions_failed"] = len(failures)
     summary["partitions_pending"] = len(planned - set(infos)) if summary["status"] != "complete" else 0
     # what this run computed, counted by chunk (also the chunks of partitions it did not finish)

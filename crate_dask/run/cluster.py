@@ -119,6 +119,13 @@ def cluster_logging(log_file: str | os.PathLike | None) -> Iterator[None]:
     handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
     saved = []
+    # Dask's logging config gives some loggers ("distributed.client", ...) stream handlers of their own.
+    children = [lg for name, lg in list(logging.Logger.manager.loggerDict.items())
+                if isinstance(lg, logging.Logger) and name.startswith(tuple(f"{n}." for n in _NOISY))
+                and (lg.handlers or not lg.propagate)]
+    for lg in children:
+        saved.append((lg, lg.handlers[:], lg.propagate, lg.level))
+        lg.handlers, lg.propagate = [], True
     for name in _NOISY:
         lg = logging.getLogger(name)
         saved.append((lg, lg.handlers[:], lg.propagate, lg.level))
@@ -131,7 +138,7 @@ def cluster_logging(log_file: str | os.PathLike | None) -> Iterator[None]:
         yield
     finally:
         logging.captureWarnings(False)
-        for lg, handlers, propagate, level in saved:
+        for lg, handlers, propagate, level in reversed(saved):
             lg.handlers, lg.propagate = handlers, propagate
             lg.setLevel(level)
         handler.close()
