@@ -147,3 +147,35 @@ def test_losing_the_scheduler_is_one_line_and_a_rerun_resumes(tmp_path):
     s = json.loads(r.stdout)
     assert s["partitions_done_before"] >= saved and s["rows"] == 2000
     assert len(pd.read_parquet(out)) == 2000
+
+
+RECIPE = Path(__file__).resolve().parents[1] / "pipelines" / "cluster"
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command (installed by .ci/run)")
+def test_cluster_recipe_with_tls_on_one_machine(tmp_path):
+    from crate_dask.run.cluster import free_port
+
+    lib = tmp_path / "lib"
+    make_library(lib, 8)
+    certs = tmp_path / "certs"
+    subprocess.run(["bash", str(RECIPE / "make_certs.sh"), str(certs)], check=True, capture_output=True)
+    port = free_port(0)
+    env = {**os.environ, "SCHEDULER_HOST": "127.0.0.1", "SCHEDULER_PORT": str(port), "WORKER_HOSTS": "localhost",
+           "WORKERS_PER_HOST": "2", "CERT_DIR": str(certs), "PYTHON": PY, "STATE_DIR": str(tmp_path / "state")}
+    sh = ["bash", str(RECIPE / "cluster.sh")]
+    try:
+        r = subprocess.run([*sh, "start"], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and f"cluster at tls://127.0.0.1:{port}: 2 workers" in r.stdout, r.stderr
+        r = subprocess.run([*sh, "analyze", str(lib), str(tmp_path / "out"), "--metadata-only", "--json"],
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        s = json.loads(r.stdout)
+        assert s["rows"] == 8 and s["workers"] == 2 and s["status"] == "complete"
+        # without the certificates the scheduler does not talk to us
+        r = run_cli("analyze", str(lib), "--out", str(tmp_path / "out2"), "--metadata-only",
+                    "--scheduler", f"tls://127.0.0.1:{port}", timeout=120)
+        assert r.returncode == 1 and "cannot connect to the Dask scheduler" in r.stderr, r.stderr
+    finally:
+        subprocess.run([*sh, "stop"], env=env, capture_output=True, timeout=120)
+    assert not list((tmp_path / "state").glob("*.pid"))
