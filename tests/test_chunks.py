@@ -185,3 +185,4 @@ def test_ctrl_c_prints_a_few_lines_and_the_cluster_logs_go_to_a_file(tmp_path):
     assert len(err.strip().splitlines()) <= 8, err
     assert "run the same command again" in err and "files of unfinished ones" in err
     assert log_dir(out).is_dir()
+
