@@ -186,3 +186,19 @@ def test_ctrl_c_prints_a_few_lines_and_the_cluster_logs_go_to_a_file(tmp_path):
     assert "run the same command again" in err and "files of unfinished ones" in err
     assert log_dir(out).is_dir()
 
+
+
+def test_to_bag_is_still_a_bag_of_the_planned_partitions(tmp_path):
+    from crate_dask.run.graph import commit_plan, prepare, to_bag
+    from crate_dask.store.partitions import prepare_out
+
+    lib = tmp_path / "lib"
+    make_library(lib, 7)
+    out = prepare_out(tmp_path / "out")
+    rp = prepare(lib, out, build_settings(cli={"metadata_only": True, "partition_size": 3, "progress": False}))
+    commit_plan(rp, workers=2, rate=2000.0)
+    bag = to_bag(rp)                     # what a notebook user sees: one bag partition per 1000-file partition
+    assert bag.npartitions == 3 and len(rp.chunks) == 3
+    summaries = bag.compute(scheduler="sync")
+    assert [s["rows"] for s in summaries] == [3, 3, 1]
+    assert len(pd.read_parquet(out)) == 7

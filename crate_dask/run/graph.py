@@ -32,7 +32,7 @@ from crate_dask.run.plan import Partition, boundaries, plan_partitions
 from crate_dask.run.chunking import chunk_sizes
 from crate_dask.run.paths import to_worker
 from crate_dask.run.tasks import ChunkSpec, PartitionSpec, Reuse, run_chunk, run_partition, write_from_chunks
-from crate_dask.store.chunks import done_relpaths, keep_only
+from crate_dask.store.chunks import clear_chunks, done_relpaths, keep_only
 from crate_dask.store.history import moved_paths, tag_writes
 from crate_dask.store.partitions import (
     PartInfo,
@@ -224,7 +224,9 @@ def _plan_chunks(rp: RunPlan, workers: int, rate: float) -> None:
     keep_only(rp.out, [(s.name, s.digest, fp) for _, s in rp.todo])
     pending: list[list[int]] = []
     for p, s in rp.todo:
-        done = done_relpaths(rp.out, s.name, s.digest, fp) if not rp.settings.run.force else set()
+        if rp.settings.run.force:
+            clear_chunks(rp.out, s.name)   # --force reuses nothing, not even chunks of an interrupted run
+        done = done_relpaths(rp.out, s.name, s.digest, fp)
         idx = [i for i, f in enumerate(p.files) if display_path(f.relpath) not in done]
         rp.files_done_before += len(p.files) - len(idx)
         pending.append(idx)
