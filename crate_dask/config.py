@@ -85,6 +85,7 @@ class RunSettings:
     tls_ca_file: str | None = None      # --scheduler tls://...: Dask's TLS security settings
     tls_cert: str | None = None
     tls_key: str | None = None
+    no_workers_timeout_s: float = 300.0  # a run whose cluster has had no worker this long stops (rerun resumes)
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,8 @@ def _validate(s: Settings) -> None:
         raise FatalError("partition_size must be at least 1")
     if r.workers is not None and r.workers < 1:
         raise FatalError("workers must be at least 1")
+    if r.no_workers_timeout_s <= 0:
+        raise FatalError("no_workers_timeout_s must be positive")
     if r.chunk_size is not None and r.chunk_size < 1:
         raise FatalError("chunk_size must be at least 1")
     if r.scheduler and "://" in r.scheduler and not r.scheduler.startswith(("tcp://", "tls://", "ws://", "wss://",

@@ -179,3 +179,35 @@ def test_cluster_recipe_with_tls_on_one_machine(tmp_path):
     finally:
         subprocess.run([*sh, "stop"], env=env, capture_output=True, timeout=120)
     assert not list((tmp_path / "state").glob("*.pid"))
+
+
+def test_a_cluster_left_without_workers_stops_in_one_line(tmp_path):
+    import psutil
+
+    lib = tmp_path / "lib"
+    originals = [make_file(lib / "src" / f"o{i}.{e}", tags={"title": f"T{i}"}) for i, e in enumerate(["flac", "mp3"])]
+    for i in range(1998):
+        (lib / f"d{i % 10}").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(originals[i % 2], lib / f"d{i % 10}" / f"f{i:05d}{originals[i % 2].suffix}")
+    out = tmp_path / "out"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[run]\nno_workers_timeout_s = 5\n")
+    with dask_cluster(tmp_path, 1) as (address, procs):
+        proc = subprocess.Popen([PY, "-m", "crate_dask.cli", "analyze", str(lib), "--out", str(out),
+                                 "--metadata-only", "--scheduler", address, "--partition-size", "100",
+                                 "--chunk-size", "10", "--no-progress", "--config", str(cfg)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "COLUMNS": "200"})
+        t0 = time.monotonic()
+        while len(list_parts(out)) < 1:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() - t0 < 180
+            time.sleep(0.01)
+        worker = psutil.Process(procs[1].pid)       # `dask worker` (its nanny) and the worker process
+        for p in [*worker.children(recursive=True), worker]:
+            p.kill()
+        _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    (line,) = [x for x in err.splitlines() if "no worker" in x]
+    assert "the cluster had no worker for 5 s" in line and "partitions saved; run the same command" in line

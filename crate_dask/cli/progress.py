@@ -183,7 +183,7 @@ def print_summary(s: dict) -> None:
         chunks = f" and {s['files_in_chunks']:,} files of unfinished ones" if s.get("files_in_chunks") else ""
         console.print(f"saved {s['partitions_done_before'] + s['partitions_computed']} of {s['partitions']} "
                       f"partitions{chunks}; run the same command again to resume.")
-    if s.get("lost_scheduler"):
+    if s.get("lost_scheduler") or s.get("lost_workers"):
         console.print(f"[red]{s['failures'][0]}[/]  (details: {s.get('log')})")
         console.print(f"results: {s['out']}")
         return

@@ -23,7 +23,7 @@ from crate_dask.errors import FatalError
 from crate_dask.run import events as ev
 from crate_dask.run.cluster import check_workers, connect, dashboard_link, default_workers, memory_limits
 from crate_dask.run.estimate import LiveRate, rate_per_worker, size_warning
-from crate_dask.run.graph import ClusterLost, RunPlan, commit_plan, execute, prepare
+from crate_dask.run.graph import ClusterLost, NoWorkers, RunPlan, commit_plan, execute, prepare
 from crate_dask.run.paths import to_worker
 from crate_dask.store.chunks import clear_chunks, count_chunk_rows
 from crate_dask.store.layout import log_dir, state_path
@@ -148,15 +148,20 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: 
                 execute(rp, cl, on_chunk=on_chunk, on_partition=on_partition, on_failure=on_failure)
         except KeyboardInterrupt:
             summary["status"] = "cancelled"
+        except NoWorkers as exc:
+            summary["status"] = "failed"
+            summary["lost_workers"] = str(exc)
         except ClusterLost:
             summary["status"] = "failed"
             summary["lost_scheduler"] = settings.run.scheduler or "the local cluster"
     t = time.perf_counter() - t0
     _fill(summary, rp, computed, failures, t, chunks)
-    if summary.get("lost_scheduler"):
+    if summary.get("lost_scheduler") or summary.get("lost_workers"):
         saved = summary["partitions_saved"]
-        summary["failures"] = [f"lost the scheduler at {summary['lost_scheduler']}; {saved} of "
-                               f"{summary['partitions']} partitions saved; run the same command to resume"]
+        what = (f"lost the scheduler at {summary['lost_scheduler']}" if summary.get("lost_scheduler") else
+                f"the cluster had {summary['lost_workers']}")
+        summary["failures"] = [f"{what}; {saved} of {summary['partitions']} partitions saved; run the same "
+                               "command to resume"]
         summary["log"] = str(log_file)
     elif summary["status"] == "complete" and not failures:
         clear_stale(out)

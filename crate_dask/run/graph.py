@@ -255,6 +255,10 @@ class ClusterLost(Exception):
     """The scheduler went away during the run (what is on disk stays; a rerun resumes)."""
 
 
+class NoWorkers(ClusterLost):
+    """The cluster has had no worker for ``no_workers_timeout_s``: nothing can progress (a rerun resumes)."""
+
+
 def execute(rp: RunPlan, client, *, on_chunk: Callable[[dict], None], on_partition: Callable[[dict], None],
             on_failure: Callable[[str, BaseException], None]) -> None:
     """Compute the chunks of ``rp.todo`` and write their partitions, calling back as each one finishes.
@@ -297,6 +301,7 @@ class _Distributed:
         self.failed: set[str] = set()
         self.what: dict[str, tuple[str, str, Any]] = {}   # key -> (kind, partition, chunk)
         self.futures: list = []
+        self.no_workers = False
 
     def _submit(self, kind: str, name: str, fn, *args, label: str, chunk=None, priority: int = 0, **kw):
         key = f"{label} [{self.run_id}]"
@@ -311,6 +316,10 @@ class _Distributed:
         settings = self.rp.settings.analysis
         self.ac = as_completed()
         order = 0
+        import threading
+
+        stop = threading.Event()
+        threading.Thread(target=self._watch, args=(stop,), name="crate-dask-no-workers", daemon=True).start()
         try:
             for _, spec in self.rp.todo:
                 chunks = self.rp.chunks.get(spec.name, [])
@@ -327,10 +336,31 @@ class _Distributed:
         except _lost_errors() as exc:
             raise ClusterLost(str(exc)) from None
         finally:
+            stop.set()
             import contextlib
 
             with contextlib.suppress(Exception):
                 self.client.cancel(self.futures)
+
+    def _watch(self, stop) -> None:
+        """Stop the run when the cluster has had no worker for a while (all died and none came back)."""
+        import time
+
+        timeout = self.rp.settings.run.no_workers_timeout_s
+        since = None
+        while not stop.wait(min(5.0, timeout / 4)):
+            try:
+                n = len(self.client.scheduler_info().get("workers", {}))
+            except Exception:  # noqa: BLE001 - the scheduler itself is gone: the main loop says so
+                return
+            if n:
+                since = None
+                continue
+            since = since or time.monotonic()
+            if time.monotonic() - since > timeout:
+                self.no_workers = True
+                self.client.cancel(self.futures)   # the main loop sees them cancelled
+                return
 
     def _write(self, name: str) -> None:
         self._submit("write", name, write_from_chunks, self.wspecs[name], self.rp.settings.analysis,
@@ -340,6 +370,8 @@ class _Distributed:
         from distributed import KilledWorker
 
         kind, name, chunk = self.what.pop(fut.key)
+        if self.no_workers:
+            raise NoWorkers(f"no worker for {self.rp.settings.run.no_workers_timeout_s:g} s")
         try:
             result = fut.result()
         except KilledWorker as exc:
