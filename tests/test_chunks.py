@@ -202,3 +202,25 @@ def test_to_bag_is_still_a_bag_of_the_planned_partitions(tmp_path):
     summaries = bag.compute(scheduler="sync")
     assert [s["rows"] for s in summaries] == [3, 3, 1]
     assert len(pd.read_parquet(out)) == 7
+
+
+def test_sigkill_of_a_worker_is_survived(tmp_path):
+    lib = copies_library(tmp_path / "lib", 1500)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*CLI, "analyze", str(lib), "--out", str(out), "--metadata-only", "--workers", "2",
+                             "--partition-size", "500", "--chunk-size", "10", "--no-progress", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while not list(chunks_dir(out).rglob("*.parquet")):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() - t0 < 180
+        time.sleep(0.005)
+    workers = [p for p in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    assert len(workers) == 2
+    workers[0].kill()
+    stdout, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    s = json.loads(stdout)
+    assert s["status"] == "complete" and s["rows"] == 1500
+    df = pd.read_parquet(out)
+    assert len(df) == 1500 and df["relpath"].is_unique
