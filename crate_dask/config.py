@@ -84,6 +84,14 @@ class RunSettings:
     force: bool = False
     retry_errors: bool = False          # recompute the error rows (quarantined files included), reuse the rest
     dashboard_port: int = 8787
+    chunk_size: int | None = None       # files per task; None: chosen from the measured rate
+    path_map: tuple[tuple[str, str], ...] = ()   # (client prefix, worker prefix), see run/paths.py
+    nice: bool = False                  # local workers at low CPU and I/O priority
+    memory_limit: str = "auto"          # per local worker: "auto" (RAM / workers), "4GiB", ...
+    tls_ca_file: str | None = None      # --scheduler tls://...: Dask's TLS security settings
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    no_workers_timeout_s: float = 300.0  # a run whose cluster has had no worker this long stops (rerun resumes)
 
 
 @dataclass(frozen=True)
@@ -134,8 +142,9 @@ def build_settings(*, config_file: str | os.PathLike | None = None,
     if unknown:
         raise FatalError(f"unknown setting(s): {', '.join(unknown)}")
     kwargs: dict[str, dict[str, Any]] = {g: {} for g in groups}
+    types = {f.name: f.type for cls in groups.values() for f in fields(cls)}
     for k, v in merged.items():
-        kwargs[known[k]][k] = v
+        kwargs[known[k]][k] = _typed(k, v, types[k])
     try:
         s = Settings(analysis=AnalysisSettings(**kwargs["analysis"]), run=RunSettings(**kwargs["run"]))
     except TypeError as exc:
@@ -144,12 +153,74 @@ def build_settings(*, config_file: str | os.PathLike | None = None,
     return s
 
 
+def parse_path_maps(items: Any) -> tuple[tuple[str, str], ...]:
+    """``["A=B", ...]`` -> ((A, B), ...), longest client prefix first (a bad item is a one-line error)."""
+    if isinstance(items, str):
+        items = [items]
+    pairs = []
+    for item in items:
+        if isinstance(item, (tuple, list)) and len(item) == 2:
+            client, sep, worker = str(item[0]), "=", str(item[1])
+        else:
+            client, sep, worker = str(item).partition("=")
+        if not sep or not client.strip() or not worker.strip():
+            raise FatalError(f"bad path map {item!r}: expected CLIENT_PREFIX=WORKER_PREFIX")
+        pairs.append((_strip_slash(client), _strip_slash(worker)))
+    return tuple(sorted(pairs, key=lambda p: -len(p[0])))
+
+
+def _strip_slash(p: str) -> str:
+    p = p.strip()
+    return p if p == "/" else p.rstrip("/")
+
+
+def _typed(name: str, value: Any, annotation: str) -> Any:
+    """``value`` checked against the field's type, so that a bad config value is one line like a bad flag.
+
+    >>> _typed("workers", 2, "int | None"), _typed("excerpt_s", 30, "float | None")
+    (2, 30.0)
+    >>> _typed("partition_size", "abc", "int")
+    Traceback (most recent call last):
+    ...
+    crate_dask.errors.FatalError: bad setting partition_size = 'abc': expected a whole number
+    """
+    if name == "path_map":
+        return parse_path_maps(value)
+    kinds = [t.strip() for t in str(annotation).split("|")]
+    if value is None and "None" in kinds:
+        return None
+    if "bool" in kinds:
+        if isinstance(value, bool):
+            return value
+        raise FatalError(f"bad setting {name} = {value!r}: expected true or false")
+    if "int" in kinds:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise FatalError(f"bad setting {name} = {value!r}: expected a whole number")
+    if "float" in kinds:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise FatalError(f"bad setting {name} = {value!r}: expected a number")
+    if "str" in kinds:
+        if isinstance(value, str):
+            return value
+        raise FatalError(f"bad setting {name} = {value!r}: expected a string")
+    return value
+
+
 def _validate(s: Settings) -> None:
     a, r = s.analysis, s.run
     if r.partition_size < 1:
         raise FatalError("partition_size must be at least 1")
     if r.workers is not None and r.workers < 1:
         raise FatalError("workers must be at least 1")
+    if r.no_workers_timeout_s <= 0:
+        raise FatalError("no_workers_timeout_s must be positive")
+    if r.chunk_size is not None and r.chunk_size < 1:
+        raise FatalError("chunk_size must be at least 1")
+    if r.scheduler and "://" in r.scheduler and not r.scheduler.startswith(("tcp://", "tls://", "ws://", "wss://",
+                                                                            "ucx://")):
+        raise FatalError(f"bad scheduler address {r.scheduler!r}: expected tcp://HOST:PORT or tls://HOST:PORT")
     if not (0 < a.bpm_min < a.bpm_max) or a.bpm_max < 2 * a.bpm_min * 0.99:
         raise FatalError("bpm range must satisfy 0 < bpm_min and bpm_max >= 2 * bpm_min (one octave)")
     if a.excerpt_s is not None and a.excerpt_s <= 0:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from crate_dask.demo import write_audio
 from crate_dask.library.tags import write_tags
+from crate_dask.store.layout import state_path
 from crate_dask.store.partitions import META_KEY, list_parts, load_state, save_state, write_partition
 from crate_dask.synth import track
 
@@ -56,7 +57,7 @@ def build(root: Path) -> None:
 def analysed(cache: Path, dest: Path, run_cli) -> tuple[Path, Path]:
     """(library root, results folder) under ``dest``: a copy of the session's analysed library."""
     src_lib, src_out = cache / "library", cache / "results"
-    if not (src_out / "_crate.json").exists():
+    if not state_path(src_out).exists():
         build(src_lib)
         r = run_cli("analyze", str(src_lib), "--out", str(src_out), "--sequential", "--no-progress")
         assert r.returncode == 0, r.stderr

@@ -41,7 +41,22 @@ def analysis_options(f):
         click.option("--partition-size", type=int, default=None, help="Files per partition [default: 1000]."),
         click.option("--workers", type=int, default=None, help="Local worker processes [default: one per core]."),
         click.option("--scheduler", default=None, metavar="ADDRESS",
-                     help="Use an existing Dask cluster (tcp://host:8786); OUT must be visible to every worker."),
+                     help="Use an existing Dask cluster (tcp://host:8786, or tls://host:8786 with --tls-*); "
+                          "LIBRARY and OUT must be visible to every worker."),
+        click.option("--path-map", "path_map", multiple=True, metavar="CLIENT_PREFIX=WORKER_PREFIX",
+                     help="Where the workers see a path of this machine (repeatable), e.g. "
+                          "/Volumes/Music=/mnt/music."),
+        click.option("--tls-ca-file", default=None, metavar="FILE", help="TLS: the cluster's CA certificate."),
+        click.option("--tls-cert", default=None, metavar="FILE", help="TLS: this client's certificate."),
+        click.option("--tls-key", default=None, metavar="FILE", help="TLS: this client's private key."),
+        click.option("--nice", is_flag=True, default=None,
+                     help="Run local workers and their analysis processes at low CPU and I/O priority."),
+        click.option("--memory-limit", default=None, metavar="SIZE",
+                     help="Memory limit per local worker, e.g. 2GiB [default: auto = RAM / workers]."),
+        click.option("--chunk-size", type=int, default=None,
+                     help="Files per task [default: chosen from the measured rate]."),
+        click.option("--progress-jsonl", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     metavar="FILE", help="Append one JSON line per finished chunk to FILE (for scripts)."),
         click.option("--sequential", is_flag=True, default=None, help="No cluster: run in this process."),
         click.option("--no-progress", is_flag=True, default=False, help="No live progress display."),
         click.option("--json", "as_json", is_flag=True, default=False, help="Print a JSON summary on stdout."),
@@ -59,7 +74,10 @@ def analysis_options(f):
 def settings_from_options(kw: dict[str, Any]) -> Settings:
     """Build the frozen settings from CLI options (defaults < config file < flags)."""
     cli = {k: kw.get(k) for k in ("metadata_only", "excerpt_s", "file_timeout_s", "file_memory_mb", "partition_size",
-                                  "workers", "scheduler", "sequential", "force", "retry_errors")}
+                                  "workers", "scheduler", "sequential", "force", "retry_errors", "nice",
+                                  "memory_limit", "chunk_size", "tls_ca_file", "tls_cert", "tls_key")}
+    if kw.get("path_map"):
+        cli["path_map"] = list(kw["path_map"])
     if kw.get("bpm_range"):
         cli["bpm_min"], cli["bpm_max"] = kw["bpm_range"]
     if kw.get("no_progress") or kw.get("as_json"):
@@ -79,15 +97,17 @@ def settings_from_options(kw: dict[str, Any]) -> Settings:
 @analysis_options
 def analyze(library: Path, out: Path, **kw: Any) -> None:
     """Analyse every audio file under LIBRARY into Parquet files in OUT (resumable: rerun to resume)."""
-    run_command(lambda: _analyze(library, out, settings_from_options(kw), as_json=kw["as_json"]))
+    run_command(lambda: _analyze(library, out, settings_from_options(kw), as_json=kw["as_json"],
+                                 progress_jsonl=kw.get("progress_jsonl")))
 
 
 
 
-def _analyze(library: Path, out: Path, settings: Settings, *, as_json: bool) -> int:
+def _analyze(library: Path, out: Path, settings: Settings, *, as_json: bool,
+             progress_jsonl: Path | None = None) -> int:
     from crate_dask.run.api import run_analysis
 
-    with RunDisplay(progress=settings.run.progress) as display:
+    with RunDisplay(progress=settings.run.progress, jsonl=progress_jsonl) as display:
         summary = run_analysis(library, out, settings, on_event=display)
     if as_json:
         print_json(summary)
@@ -126,7 +146,8 @@ def demo(directory: Path, tracks: int, **kw: Any) -> None:
         lib = directory / "library"
         made = make_demo_library(lib, n_tracks=tracks)
         console.print(f"demo library: {lib} ({made} files)")
-        code = _analyze(lib, directory / "results", settings, as_json=kw["as_json"])
+        code = _analyze(lib, directory / "results", settings, as_json=kw["as_json"],
+                        progress_jsonl=kw.get("progress_jsonl"))
         if code == 0 and not kw["as_json"]:
             print_sample(str(directory / "results"))
             console.print(f"next: crate-dask status {directory / 'results'}  |  crate-dask rename "

@@ -8,8 +8,11 @@ so far) on stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -21,7 +24,6 @@ from rich.progress import (
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
@@ -33,9 +35,25 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)   # no hard wrap
 
 class _RateColumn(ProgressColumn):
     def render(self, task) -> Text:
-        # the mean rate since the start: partitions finish in bursts, so instantaneous rates jump
-        speed = task.completed / task.elapsed if task.elapsed and task.completed else None
+        # the run's recent rate (over the last minute of chunks), as the run API measures it
+        speed = task.fields.get("rate")
         return Text(f"{speed:,.1f} files/s" if speed else "- files/s", style="cyan")
+
+
+class _EtaColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        eta = task.fields.get("eta")
+        if eta is None:
+            return Text("ETA -", style="dim")
+        return Text(f"ETA {format_duration(eta)}", style="cyan")
+
+
+class _BusyColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        busy, workers = task.fields.get("busy"), task.fields.get("workers")
+        if busy is None or not workers:
+            return Text("")
+        return Text(f"{len(busy)}/{workers} workers busy", style="green" if len(busy) == workers else "yellow")
 
 
 class _ErrorsColumn(ProgressColumn):
@@ -52,9 +70,9 @@ class RunProgress:
         self.errors = 0
         self._progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                                   MofNCompleteColumn(), _RateColumn(), _ErrorsColumn(), TimeElapsedColumn(),
-                                  TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                                  disable=not enabled, speed_estimate_period=60.0)
-        self._task = self._progress.add_task(description, total=total_files, errors=0)
+                                  _EtaColumn(), _BusyColumn(), console=console, disable=not enabled)
+        self._task = self._progress.add_task(description, total=total_files, errors=0, rate=None, eta=None,
+                                             busy=None, workers=0)
 
     def __enter__(self) -> "RunProgress":
         self._progress.__enter__()
@@ -63,9 +81,9 @@ class RunProgress:
     def __exit__(self, *exc: Any) -> None:
         self._progress.__exit__(*exc)
 
-    def advance(self, files: int, errors: int) -> None:
+    def advance(self, files: int, errors: int, **fields: Any) -> None:
         self.errors += errors
-        self._progress.update(self._task, advance=files, errors=self.errors)
+        self._progress.update(self._task, advance=files, errors=self.errors, **fields)
 
 
 class RunDisplay:
@@ -75,10 +93,11 @@ class RunDisplay:
     leaving it stops the bar (also when the run is interrupted).
     """
 
-    def __init__(self, *, progress: bool = True) -> None:
+    def __init__(self, *, progress: bool = True, jsonl: str | os.PathLike | None = None) -> None:
         self.progress_enabled = progress
         self._bar: RunProgress | None = None
         self._files_todo = 0
+        self._jsonl = open(jsonl, "a", encoding="utf-8") if jsonl else None
 
     def __enter__(self) -> "RunDisplay":
         return self
@@ -90,8 +109,28 @@ class RunDisplay:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
             self._bar = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+
+    def _line(self, event: ev.Event) -> None:
+        """One JSON line per finished chunk (and one at the end), flushed at once: for scripts and dashboards."""
+        if self._jsonl is None:
+            return
+        if isinstance(event, ev.ChunkDone):
+            rec = {"event": "chunk", "time": time.time(), **dataclasses.asdict(event)}
+            rec["busy"] = list(event.busy)
+        elif isinstance(event, ev.RunFinished):
+            s = event.summary
+            rec = {"event": "finished", "time": time.time(), "status": s["status"], "rows": s["rows"],
+                   "errors": s["errors"], "seconds": s["seconds"]}
+        else:
+            return
+        self._jsonl.write(json.dumps(rec, default=str) + "\n")
+        self._jsonl.flush()
 
     def __call__(self, event: ev.Event) -> None:
+        self._line(event)
         if isinstance(event, ev.PlanReady):
             self._files_todo = event.files_todo
             _print_plan(event)
@@ -100,13 +139,24 @@ class RunDisplay:
         elif isinstance(event, ev.ClusterReady):
             if event.dashboard:
                 console.print(f"dashboard: [link={event.dashboard}]{event.dashboard}[/link]")
-            self._bar = RunProgress(self._files_todo, enabled=self.progress_enabled).__enter__()
-        elif isinstance(event, ev.PartitionDone):
+            limits = [m for m in event.memory_limits if m]
+            if limits:
+                console.print(f"{event.workers} worker(s), memory limit {_gib(min(limits))} each")
+            if event.files_done_before:
+                console.print(f"{event.files_done_before:,} files kept from chunks of an interrupted run")
+            self._bar = RunProgress(self._files_todo - event.files_done_before,
+                                    enabled=self.progress_enabled).__enter__()
+        elif isinstance(event, ev.ChunkDone):
             if self._bar is not None:
-                self._bar.advance(event.rows, event.errors)
+                self._bar.advance(event.files, event.errors, rate=event.files_per_s, eta=event.eta_s,
+                                  busy=event.busy, workers=event.workers)
         elif isinstance(event, ev.RunFinished):
             self._stop()
             print_summary(event.summary)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
 
 
 def _print_plan(e: ev.PlanReady) -> None:
@@ -130,8 +180,13 @@ def print_summary(s: dict) -> None:
                   f"{format_duration(s['seconds'])}; computed {s['files_computed']:,} files, reused "
                   f"{s['files_reused']:,}" + (f", {s['files_per_s']:,.0f} files/s" if s.get("files_per_s") else ""))
     if s["status"] == "cancelled":
+        chunks = f" and {s['files_in_chunks']:,} files of unfinished ones" if s.get("files_in_chunks") else ""
         console.print(f"saved {s.get('partitions_saved', s['partitions_done_before'] + s['partitions_computed'])} of {s['partitions']} "
-                      f"partitions; run the same command again to resume.")
+                      f"partitions{chunks}; run the same command again to resume.")
+    if s.get("lost_scheduler") or s.get("lost_workers"):
+        console.print(f"[red]{s['failures'][0]}[/]  (details: {s.get('log')})")
+        console.print(f"results: {s['out']}")
+        return
     for f in s.get("failures", [])[:10]:
         console.print(f"[red]partition failed:[/] {f}")
     if s["status"] == "failed":

@@ -21,10 +21,12 @@ from crate_dask import __version__
 from crate_dask.config import Settings
 from crate_dask.errors import FatalError, NoSpaceError
 from crate_dask.run import events as ev
-from crate_dask.run.cluster import connect, dashboard_link, default_workers
-from crate_dask.run.estimate import rate_per_worker, size_warning
-from crate_dask.run.graph import RunPlan, commit_plan, execute, prepare
-from crate_dask.store.layout import state_path
+from crate_dask.run.cluster import check_workers, connect, dashboard_link, default_workers, memory_limits
+from crate_dask.run.estimate import LiveRate, rate_per_worker, size_warning
+from crate_dask.run.graph import ClusterLost, NoWorkers, RunPlan, commit_plan, execute, prepare
+from crate_dask.run.paths import to_worker
+from crate_dask.store.chunks import clear_chunks, count_chunk_rows
+from crate_dask.store.layout import log_dir, state_path
 from crate_dask.store.partitions import (
     append_run_log,
     clear_file_lists,
@@ -61,10 +63,12 @@ def run_analysis(library: str | Path, out: str | Path, settings: Settings, *, cl
 
 
 def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: ev.Listener) -> dict[str, Any]:
+    # The cluster's own logging goes to a file: the user sees one line per event.
+    log_file = log_dir(out) / time.strftime("run-%Y%m%d-%H%M%S.log")
     # A first run always has work: start the cluster while the library is scanned (saves seconds).
     early = None
     if client is None and not settings.run.sequential and not state_path(out).exists():
-        early = EarlyCluster(settings)
+        early = EarlyCluster(settings, log_file)
     try:
         rp = prepare(library, out, settings)
     except BaseException:
@@ -78,8 +82,9 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: 
     emit(ev.PlanReady(library=rp.root, files=rp.files_total, partitions=len(rp.plan), done=len(rp.done),
                       todo=len(rp.todo), files_todo=rp.files_todo, mode=mode,
                       other_settings=len(rp.kept_other_settings), settings_changes=dict(rp.settings_changes)))
+    rate = rate_per_worker(read_run_log(out), mode)
     warning = size_warning(rp.files_todo, mode=mode, workers=workers,
-                           rate=rate_per_worker(read_run_log(out), mode), partition_size=settings.run.partition_size)
+                           rate=rate, partition_size=settings.run.partition_size)
     if warning:
         emit(ev.Warning(warning))
     summary: dict[str, Any] = {
@@ -91,22 +96,55 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: 
     }
     failures: list[str] = []
     computed: list[dict] = []
-    commit_plan(rp)
+    chunks: list[dict] = []
+    if client is not None:
+        workers = len(client.scheduler_info().get("workers", {})) or workers
+    commit_plan(rp, workers=workers, rate=rate)
+    files_todo = rp.files_todo - rp.files_done_before
     if not rp.todo and early is not None:
         early.close()
     if rp.todo:
         try:
-            with (early or _client(settings, client)) as cl:
+            with (early or _client(settings, client, log_file)) as cl:
+                limits: tuple[int, ...] = ()
                 if cl is not None:
+                    pm = settings.run.path_map
+                    check_workers(cl, {"library": to_worker(rp.root, pm), "out": to_worker(str(out), pm)})
                     summary["dashboard"] = dashboard_link(cl)
                     summary["workers"] = len(cl.scheduler_info().get("workers", {})) or workers
+                    limits = tuple(memory_limits(cl))
+                    summary["memory_limit_per_worker"] = max(limits) if limits else None
                 else:
                     summary["workers"] = 1
-                emit(ev.ClusterReady(workers=summary["workers"], dashboard=summary["dashboard"]))
+                emit(ev.ClusterReady(workers=summary["workers"], dashboard=summary["dashboard"],
+                                     memory_limits=limits, files_done_before=rp.files_done_before))
+                live = LiveRate(files_todo)
+                by_part: dict[str, list[dict]] = {}
+
+                def on_chunk(c: dict) -> None:
+                    if "no_space" in c:   # a worker's disk is full: every other chunk would fail too
+                        raise NoSpaceError(*c["no_space"])
+                    chunks.append(c)
+                    by_part.setdefault(c["partition"], []).append(c)
+                    live.add(c["files"], c["errors"])
+                    busy: tuple[str, ...] = ()
+                    if cl is not None:
+                        try:
+                            busy = tuple(sorted(w for w, keys in cl.processing().items() if keys))
+                        except Exception:  # noqa: BLE001 - progress only; the run goes on
+                            busy = ()
+                    emit(ev.ChunkDone(partition=c["partition"], chunk=c["chunk"], files=c["files"],
+                                      errors=c["errors"], computed=c["computed"], reused=c["reused"],
+                                      seconds=round(c["seconds"], 3), worker=c.get("worker"),
+                                      files_done=live.done, files_total=files_todo, errors_total=live.errors,
+                                      elapsed_s=round(live.elapsed(), 3), files_per_s=live.rate(),
+                                      eta_s=live.eta(), busy=busy, workers=summary["workers"]))
 
                 def on_partition(s: dict) -> None:
                     if "no_space" in s:   # a worker's disk is full: every other partition would fail too
                         raise NoSpaceError(*s["no_space"])
+                    mine = by_part.pop(s["name"], [])
+                    s = {**s, "computed": sum(c["computed"] for c in mine), "reused": sum(c["reused"] for c in mine)}
                     computed.append(s)
                     emit(ev.PartitionDone(name=s["name"], rows=s["rows"], errors=s["errors"],
                                           computed=s["computed"], reused=s["reused"], seconds=s["seconds"]))
@@ -117,17 +155,35 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: 
                     failures.append(f"{name}: {type(exc).__name__}: {exc}")
                     emit(ev.PartitionFailed(name=name, error=f"{type(exc).__name__}: {exc}"))
 
-                execute(rp, cl, on_partition=on_partition, on_failure=on_failure)
+                execute(rp, cl, on_chunk=on_chunk, on_partition=on_partition, on_failure=on_failure)
         except KeyboardInterrupt:
             summary["status"] = "cancelled"
+        except NoWorkers as exc:
+            summary["status"] = "failed"
+            summary["lost_workers"] = str(exc)
+        except ClusterLost:
+            summary["status"] = "failed"
+            summary["lost_scheduler"] = settings.run.scheduler or "the local cluster"
     t = time.perf_counter() - t0
-    _fill(summary, rp, computed, failures, t)
-    if summary["status"] == "complete" and not failures:
+    _fill(summary, rp, computed, failures, t, chunks)
+    if summary.get("lost_scheduler") or summary.get("lost_workers"):
+        saved = summary["partitions_saved"]
+        what = (f"lost the scheduler at {summary['lost_scheduler']}" if summary.get("lost_scheduler") else
+                f"the cluster had {summary['lost_workers']}")
+        summary["failures"] = [f"{what}; {saved} of {summary['partitions']} partitions saved; run the same "
+                               "command to resume"]
+        summary["log"] = str(log_file)
+    elif summary["status"] == "complete" and not failures:
         clear_stale(out)
         clear_file_lists(out)
+        clear_chunks(out)
     elif failures:
         summary["status"] = "failed"
         summary["failures"] = failures
+    if summary["status"] != "complete":
+        summary["files_in_chunks"] = count_chunk_rows(out)   # saved, picked up by the next run
+    if log_file.exists() and log_file.stat().st_size == 0:
+        log_file.unlink()   # nothing to tell
     append_run_log(out, {k: v for k, v in summary.items() if k not in ("scan_problems",)})
     emit(ev.RunFinished(summary))
     return summary
@@ -136,10 +192,10 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: 
 class EarlyCluster:
     """Start the cluster in a background thread; entering waits for it, leaving closes it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, log_file=None) -> None:
         import threading
 
-        self._cm = connect(settings.run)
+        self._cm = connect(settings.run, log_file=log_file)
         self._client = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._start, name="crate-dask-cluster-start", daemon=True)
@@ -171,13 +227,14 @@ class EarlyCluster:
             self._cm.__exit__(None, None, None)
 
 
-def _client(settings: Settings, client):
+def _client(settings: Settings, client, log_file=None):
     import contextlib
 
-    return contextlib.nullcontext(client) if client is not None else connect(settings.run)
+    return contextlib.nullcontext(client) if client is not None else connect(settings.run, log_file=log_file)
 
 
-def _fill(summary: dict, rp: RunPlan, computed: list[dict], failures: list[str], seconds: float) -> None:
+def _fill(summary: dict, rp: RunPlan, computed: list[dict], failures: list[str], seconds: float,
+          chunks: list[dict]) -> None:
     infos = read_parts_info(rp.out)
     planned = {p.name for p in rp.plan}
     summary["rows"] = sum(i.rows for n, i in infos.items() if n in planned)
@@ -189,12 +246,15 @@ def _fill(summary: dict, rp: RunPlan, computed: list[dict], failures: list[str],
     # what is on disk, not what the client heard of: a task may finish after the run was cancelled
     summary["partitions_saved"] = len(rp.done) + sum(1 for _, sp in rp.todo if sp.name in infos
                                                      and infos[sp.name].digest == sp.digest)
-    summary["files_computed"] = sum(s["computed"] for s in computed)
-    summary["files_reused"] = sum(s["reused"] for s in computed)
+    # what this run computed, counted by chunk (also the chunks of partitions it did not finish)
+    summary["files_computed"] = sum(c["computed"] for c in chunks)
+    summary["files_reused"] = sum(c["reused"] for c in chunks)
+    summary["files_done_before"] = rp.files_done_before
+    summary["chunks"] = len(chunks)
     summary["seconds"] = round(seconds, 3)
-    work_s = sum(s["seconds"] - s.get("startup_s", 0.0) for s in computed)
-    files = sum(s["rows"] for s in computed)
-    summary["files_per_s"] = round(files / seconds, 1) if computed and seconds > 0 else None
+    work_s = sum(c["seconds"] - c.get("startup_s", 0.0) for c in chunks if c.get("worker"))
+    files = sum(c["files"] for c in chunks)
+    summary["files_per_s"] = round(files / seconds, 1) if chunks and seconds > 0 else None
     if summary["files_computed"] >= 200 and work_s > 0:
         # the measured rate for time estimates of later runs (reused rows would inflate it)
         summary["files_per_s_per_worker"] = round(summary["files_computed"] / work_s, 2)

@@ -56,3 +56,50 @@ def format_duration(seconds: float) -> str:
         return f"{m} min {s:02d} s"
     h, m = divmod(m, 60)
     return f"{h} h {m:02d} min"
+
+
+class LiveRate:
+    """Files done, the recent rate and the time left, for the progress of a running run.
+
+    The rate is over the last ``window_s`` seconds (whole run until then), so
+    the ETA follows the workers as they warm up or as the machine gets busy.
+
+    >>> r = LiveRate(100, clock=iter([0.0, 10.0, 20.0]).__next__)
+    >>> r.add(10, 1); r.done, r.errors, r.rate(), r.eta()
+    (10, 1, 1.0, 90.0)
+    """
+
+    def __init__(self, total: int, *, window_s: float = 60.0, clock=None) -> None:
+        import collections
+        import time
+
+        self._clock = clock or time.monotonic
+        self.total, self.window_s = total, window_s
+        self.done = self.errors = 0
+        self._t0 = self._clock()
+        self._hist: collections.deque = collections.deque([(self._t0, 0)])
+        self._now = self._t0
+
+    def add(self, files: int, errors: int) -> None:
+        """Count a finished chunk."""
+        self._now = self._clock()
+        self.done += files
+        self.errors += errors
+        self._hist.append((self._now, self.done))
+        while len(self._hist) > 2 and self._hist[1][0] < self._now - self.window_s:
+            self._hist.popleft()
+
+    def elapsed(self) -> float:
+        """Seconds from the start to the last finished chunk."""
+        return self._now - self._t0
+
+    def rate(self) -> float | None:
+        """Files per second over the recent window (``None`` before the first chunk)."""
+        t_old, n_old = self._hist[0]
+        dt = self._now - t_old
+        return round((self.done - n_old) / dt, 3) if dt > 0 and self.done > n_old else None
+
+    def eta(self) -> float | None:
+        """Seconds left at the recent rate."""
+        r = self.rate()
+        return round(max(self.total - self.done, 0) / r, 1) if r else None

@@ -41,10 +41,43 @@ class Warning:  # noqa: A001 - the event's name is what it is
 
 @dataclass(frozen=True)
 class ClusterReady:
-    """Workers are there (``dashboard`` is None when the scheduler serves none)."""
+    """Workers are there (``dashboard`` is None when the scheduler serves none).
+
+    ``memory_limits``: each worker's memory limit in bytes (0: none);
+    ``files_done_before``: files in chunks an interrupted run had finished.
+    """
 
     workers: int
     dashboard: str | None
+    memory_limits: tuple[int, ...] = ()
+    files_done_before: int = 0
+
+
+@dataclass(frozen=True)
+class ChunkDone:
+    """A chunk (a task's share of a partition) is computed and saved; drives the per-file progress.
+
+    ``files_done``/``files_total``/``errors_total`` count this run's files to
+    compute; ``files_per_s`` is the recent rate and ``eta_s`` the time left at
+    that rate (``None`` until known); ``busy`` lists the workers with work.
+    """
+
+    partition: str
+    chunk: int
+    files: int
+    errors: int
+    computed: int
+    reused: int
+    seconds: float
+    worker: str | None
+    files_done: int
+    files_total: int
+    errors_total: int
+    elapsed_s: float
+    files_per_s: float | None
+    eta_s: float | None
+    busy: tuple[str, ...] = ()
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,7 +107,7 @@ class RunFinished:
     summary: dict[str, Any]
 
 
-Event = PlanReady | Warning | ClusterReady | PartitionDone | PartitionFailed | RunFinished
+Event = PlanReady | Warning | ClusterReady | ChunkDone | PartitionDone | PartitionFailed | RunFinished
 Listener = Callable[[Event], None]
 
 

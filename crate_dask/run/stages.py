@@ -186,3 +186,11 @@ def process_files(root: str, entries: Sequence[FileEntry], settings: AnalysisSet
     for row in rows:
         row.pop("_head", None)
     return rows
+
+
+def crashed_row(root: str, entry: FileEntry, why: str) -> dict[str, Any]:
+    """The row of a file whose task killed its worker each time it ran (found by retrying file by file)."""
+    row = file_facts(root, entry)
+    row.update(error_stage="audio", error_type="crashed",
+               error=f"the worker crashed on this file ({why}); it is retried on the next run")
+    return row
