@@ -96,6 +96,21 @@ def test_key_notation_prefer_tags_and_no_lame_shift(results, tmp_path):
     assert tracks[str(lib / "House/Âme & Ümlaut - Dä Track.mp3")]["Tonality"] == "8A"   # no tag: the analysis
 
 
+def test_a_manual_correction_is_what_is_exported(results, tmp_path):
+    lib, out = results
+    glue = lib / "House/deep cuts/Bicep - Glue.flac"
+    r = run_cli("fix", str(out), str(glue), "--bpm", "61", "--key", "8A")
+    assert r.returncode == 0, r.stderr
+    dest = tmp_path / "c.xml"
+    assert run_cli("export", str(out), "--rekordbox", str(dest)).returncode == 0
+    tracks, _ = read_back(dest)
+    t = tracks[str(glue)]
+    assert t["AverageBpm"] == 61 and t["Tonality"] == "Am"          # the correction, not the analysed 122 / Dm
+    assert len(t.tempos) == 1                                       # half the analysed tempo: the grid still fits
+    other = tracks[str(lib / "Techno/Charlotte de Witte - Sgadi.wav")]
+    assert abs(other["AverageBpm"] - 135.0) < 0.1                   # the others keep the analysis
+
+
 def test_follows_renames_and_undo_without_reanalysis(results, tmp_path):
     lib, out = results
     r = run_cli("rename", str(out), "--template", "{artist} - {title} [{key_camelot}]", "--apply", "--sequential")

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from crate_dask.errors import FatalError
 from crate_dask.features.notation import parse_key as _parse_key
 from crate_dask.library.scan import library_path
+from crate_dask.store.corrections import load_corrections
 from crate_dask.store.history import moved_paths
 from crate_dask.store.partitions import list_parts, load_state
 
@@ -31,7 +32,8 @@ PREFER = ("analysis", "tags")
 # Columns an export needs; partitions written before a column existed simply lack it (read as null).
 _COLUMNS = ["path", "path_bytes", "relpath", "ext", "size", "duration_s", "bitrate_kbps", "sample_rate", "artist",
             "title", "album", "genre", "year", "track", "label", "comment", "tag_bpm", "tag_key", "bpm",
-            "bpm_confidence", "key", "beat_offset_s", "downbeat_offset_s", "gapless_delay_s", "error", "error_stage", "content_id"]
+            "bpm_confidence", "key", "beat_offset_s", "downbeat_offset_s", "gapless_delay_s", "error", "error_stage", "content_id",
+            "fingerprint"]
 _BATCH = 4096
 
 
@@ -177,8 +179,8 @@ def iter_tracks(out: str | os.PathLike, *, prefer: str = "analysis",
     prefer : {"analysis", "tags"}
         See :func:`choose_values`.
     corrections : mapping, optional
-        Current relpath -> ``{"bpm": ..., "key": ...}``: manual corrections (the ``fix``
-        command's store plugs in here).
+        Current relpath -> ``{"bpm": ..., "key": ...}``: manual corrections. By default,
+        those recorded with ``crate-dask fix`` (:mod:`crate_dask.store.corrections`).
 
     Yields
     ------
@@ -188,7 +190,8 @@ def iter_tracks(out: str | os.PathLike, *, prefer: str = "analysis",
     parts = _parts(out)
     root = load_state(out).get("root")
     current = current_paths(out)
-    corrections = corrections or {}
+    # the fix command's corrections, found by content id, path or fingerprint (they follow renames)
+    fixes = load_corrections(out) if corrections is None else None
     track_id = 0
     for part in parts:
         pf = pq.ParquetFile(part)
@@ -209,7 +212,8 @@ def iter_tracks(out: str | os.PathLike, *, prefer: str = "analysis",
                     path_bytes = row.get("path_bytes") or os.fsencode(row.get("path") or "")
                     path = os.fsdecode(path_bytes)
                 yield Track(track_id, path, path_bytes, now, row,
-                            choose_values(row, prefer=prefer, correction=corrections.get(now)))
+                            choose_values(row, prefer=prefer,
+                                          correction=fixes.lookup(row) if fixes is not None else corrections.get(now)))
 
 
 @dataclass
