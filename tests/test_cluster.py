@@ -209,5 +209,9 @@ def test_a_cluster_left_without_workers_stops_in_one_line(tmp_path):
         _, err = proc.communicate(timeout=180)
     assert proc.returncode == 1, err
     assert "Traceback" not in err, err
-    (line,) = [x for x in err.splitlines() if "no worker" in x]
-    assert "the cluster had no worker for 5 s" in line and "partitions saved; run the same command" in line
+    # One line, never a wait without end. Usually the no-worker watch says it; on a loaded machine the
+    # client can first see the dead worker's results vanish, which is reported as a lost cluster instead.
+    lines = [x for x in err.splitlines() if "no worker" in x or x.startswith(("error:", "lost "))]
+    assert len(lines) == 1, err
+    (line,) = lines
+    assert ("no worker for 5 s" in line or "lost" in line) and "partitions saved; run the same command" in line, err

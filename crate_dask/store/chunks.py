@@ -51,7 +51,7 @@ def write_chunk(table: pa.Table, out: str | os.PathLike, name: str, digest: str,
     final = folder / f"{_prefix(digest, fingerprint)}{uuid.uuid4().hex[:12]}.parquet"
     tmp = folder / f".{final.name}.tmp"
     try:
-        with writing(folder, f"writing a chunk of {name}", cleanup=tmp), open(tmp, "wb") as fh:
+        with writing(folder, f"writing partition {name} (a chunk of it)", cleanup=tmp), open(tmp, "wb") as fh:
             pq.write_table(table, fh)
             fh.flush()
             os.fsync(fh.fileno())
