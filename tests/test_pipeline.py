@@ -13,15 +13,6 @@ from crate_dask.run.api import run_analysis
 from crate_dask.store.partitions import list_parts, read_part_info
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
-
-
 def settings(**kw):
     return build_settings(cli={"metadata_only": True, "partition_size": 5, "progress": False, **kw})
 

@@ -25,15 +25,6 @@ CLI = [sys.executable, "-m", "crate_dask.cli"]
 PATHOLOGICAL_CHUNKS = 100_000   # mutagen: ~3 s and ~50 MiB on this file; over a 16 MiB limit in ~1 s
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
-
-
 def settings(**kw):
     return build_settings(cli={"metadata_only": True, "partition_size": 4, "progress": False, **kw})
 
