@@ -79,7 +79,7 @@ def test_a_file_over_the_memory_limit_is_one_row_and_its_partition_keeps_every_o
 def test_a_timeout_is_retried_when_the_time_limit_is_raised(tmp_path, client):
     lib = tmp_path / "lib"
     make_library(lib, 3, nested=1)
-    wav_with_empty_chunks(lib / "folder0" / "slow.wav", PATHOLOGICAL_CHUNKS)
+    wav_with_empty_chunks(lib / "folder0" / "slow.wav", 4 * PATHOLOGICAL_CHUNKS)   # ~4.5 s of mutagen on an idle machine: 4x the limit
     out = tmp_path / "out"
     s = run_analysis(lib, out, settings(file_timeout_s=1.0), client=client)
     slow = rows(out).loc["folder0/slow.wav"]
@@ -101,7 +101,7 @@ def _crash_reader_on(path: Path) -> threading.Thread:
 def test_a_file_that_crashes_the_reader_twice_is_quarantined_until_retry_errors(tmp_path):
     lib = tmp_path / "lib"
     make_library(lib, 5, nested=1)
-    victim = wav_with_empty_chunks(lib / "folder0" / "track 0001 crash.wav", PATHOLOGICAL_CHUNKS)
+    victim = wav_with_empty_chunks(lib / "folder0" / "track 0001 crash.wav", 4 * PATHOLOGICAL_CHUNKS)
     out = tmp_path / "out"
     seq = settings(sequential=True, file_timeout_s=600)
     killer = _crash_reader_on(victim)
