@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,17 @@ def open_tmp():
     d.chmod(0o755)
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+def copies_library(root: Path, n: int) -> Path:
+    """``n`` real audio files (copies of a few tagged originals) in nested folders: quick to make."""
+    originals = [make_file(root / "src" / f"o{i}.{ext}", tags={"artist": f"A{i}", "title": f"T{i}"})
+                 for i, ext in enumerate(["flac", "mp3", "wav"])]
+    for i in range(n - len(originals)):
+        dst = root / f"d{i % 10}" / f"f{i:05d}{originals[i % 3].suffix}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(originals[i % 3], dst)
+    return root
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 import pytest
-from conftest import make_file, make_library, run_cli
+from conftest import copies_library, make_library, run_cli
 
 from crate_dask.config import build_settings
 from crate_dask.run import events as ev
@@ -70,14 +69,6 @@ def test_read_parquet_never_sees_a_chunk(tmp_path, client):
     assert len(pd.read_parquet(out)) == 6
 
 
-def copies_library(root: Path, n: int) -> Path:
-    originals = [make_file(root / "src" / f"o{i}.{ext}", tags={"artist": f"A{i}", "title": f"T{i}"})
-                 for i, ext in enumerate(["flac", "mp3", "wav"])]
-    for i in range(n - len(originals)):
-        dst = root / f"d{i % 10}" / f"f{i:05d}{originals[i % 3].suffix}"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(originals[i % 3], dst)
-    return root
 
 
 def chunk_rows(out: Path) -> set[str]:

@@ -1,7 +1,6 @@
 """The real `crate-dask` command in subprocesses: resume after SIGKILL, cancel, fatal errors, JSON, status."""
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from conftest import make_file, make_library, run_cli
+from conftest import copies_library, make_file, make_library, run_cli
 
 from crate_dask.run.estimate import size_warning
 from crate_dask.store.partitions import list_parts
@@ -19,15 +18,6 @@ from crate_dask.store.partitions import list_parts
 CLI = [sys.executable, "-m", "crate_dask.cli"]
 
 
-def copies_library(root: Path, n: int) -> Path:
-    """``n`` real audio files (copies of a few tagged originals) in nested folders: quick to make."""
-    originals = [make_file(root / "src" / f"o{i}.{ext}", tags={"artist": f"A{i}", "title": f"T{i}"})
-                 for i, ext in enumerate(["flac", "mp3", "wav"])]
-    for i in range(n - len(originals)):
-        dst = root / f"d{i % 10}" / f"f{i:05d}{originals[i % 3].suffix}"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(originals[i % 3], dst)
-    return root
 
 
 def wait_for_parts(proc, out: Path, n: int, timeout: float = 120) -> list[Path]:
