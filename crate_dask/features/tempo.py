@@ -33,7 +33,7 @@ The method, in three steps, all plain numpy:
    octave (hip-hop at 87 with eighth hats; drum and bass at 174 with ghost
    snares). It overrides the vote only when clear, so music without a
    kick/snare backbeat keeps it. The BPM is then refined on a
-   0.02 BPM grid by maximising the energy of the first four harmonics in a
+   0.02 BPM grid by maximising the energy of the first eight harmonics in a
    heavily zero-padded Fourier transform of the envelope, i.e. by fitting one
    beat grid to the whole excerpt, so that a 128.0 BPM track comes out at 128.0
    and not at a frame-rate grid value.
