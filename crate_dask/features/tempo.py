@@ -27,8 +27,8 @@ The method, in three steps, all plain numpy:
    prior settles what the drums leave open, e.g. half-time dubstep at 140 vs
    70 when both are in range, and keeps the octave from depending on how wide
    the range is; it is weak enough that a kick on every beat at 174 is not
-   halved. When the vote picked one of two octaves that both fit, and by less than
-   2:1, the backbeat may move it: a snare (150 Hz-4 kHz, loud onsets only) that repeats every two
+   halved. When the vote picked one of two octaves that both fit, the backbeat
+   may move it: a snare (150 Hz-4 kHz, loud onsets only) that repeats every two
    beats of one octave, in antiphase with the kick (below 150 Hz), marks that
    octave (hip-hop at 87 with eighth hats; drum and bass at 174 with ghost
    snares). It overrides the vote only when clear, so music without a
@@ -81,11 +81,6 @@ _BACKBEAT_FAST = 0.25        # ... below which the faster octave wins
 _LOCAL_MODE = "both"
 _LOCAL_WINDOW_S = 12.0
 _ANTIPHASE = -0.3          # cosine of the kick-snare phase difference over two beats (-1: a beat apart)
-#: The backbeat may move the octave vote only when the vote's winner scores less than this times the
-#: other octave: fast rock and J-core at 160-164 with the snare on beat 3 (a backbeat at 80-82) were
-#: moved off a 3.4:1 vote for the charted tempo, while the vote the backbeat corrects on hip-hop with
-#: eighth hats is 1.5:1 (dev-real, tests/test_tempo.py).
-_BACKBEAT_MAX_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -226,9 +221,7 @@ def estimate_tempo(y: np.ndarray, *, sr: float, bpm_range: tuple[float, float] =
     spectrum_low, acf_low = _periodicity(env_low, n_fft) if np.any(env_low > 0) else (spectrum, acf)
     scores = [_octave_salience(spectrum_low, acf_low, hz_per_bin, fps, c) for c in refined]
     best = int(np.argmax(scores))
-    runner_up = max((s for i, s in enumerate(scores) if i != best), default=0.0)
-    if scores[best] < _BACKBEAT_MAX_MARGIN * runner_up:
-        best = _backbeat(env_snare, env_kick, fps, refined, best)
+    best = _backbeat(env_snare, env_kick, fps, refined, best)
     bpm = refined[best]
 
     # Random onsets also line up with some tempo a little, less so the longer the excerpt.
