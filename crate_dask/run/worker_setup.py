@@ -60,9 +60,10 @@ def _quick_exit() -> None:
     took 1.0-1.6 s on a loaded 2-core machine, almost all of it the worker
     processes freeing the modules of distributed, pandas and pyarrow one by
     one; with this, 0.1 s. Nothing is lost: every result is on disk and
-    reported, the nanny's queues were flushed before the atexit handlers run,
-    and the analysis process was stopped by its runner's handler, which runs
-    before this one.
+    reported, the nanny's queues and (by multiprocessing) stdio were flushed
+    before the atexit handlers run, and the analysis process was stopped by
+    its runner's handler, which runs before this one. Logging and stdio are
+    flushed again for whatever those handlers wrote.
     """
     if not _closed:
         return   # a worker that failed keeps its exit code and full tear-down
