@@ -28,8 +28,9 @@ wall time, peak memory (RSS) of the client and of the busiest worker
 (with its analysis process), and the CPU seconds of each kind of process
 (client with, for local runs, the scheduler and nannies in it; scheduler;
 nanny; worker; analysis). Then the scheduler's overhead per task
-(``N`` empty tasks on two workers) and the throughput this predicts for 8,
-32 and 100 cores. Runs are fresh (``--force``); the first seconds of each
+(``N`` empty tasks on two workers), the throughput this predicts for 8,
+32 and 100 cores, and the CPU an idle 2-worker local cluster takes with
+crate-dask's settings and with Dask's defaults. Runs are fresh (``--force``); the first seconds of each
 (worker start-up, analysis process import) count, as they do for a user.
 """
 
@@ -181,6 +182,37 @@ def task_overhead(n: int = 2000) -> dict:
         return {"tasks": n, "s_per_task": (time.perf_counter() - t0) / n}
 
 
+def idle_overhead(seconds: float = 15.0) -> dict:
+    """CPU share (% of one core) of a 2-worker local cluster doing nothing: crate-dask's settings vs Dask's defaults.
+
+    What Dask's housekeeping (profiler, event-loop ticks, monitors) takes from
+    the analysis on a machine with as many workers as cores.
+    """
+    from crate_dask.config import build_settings
+    from crate_dask.run import cluster
+
+    out = {}
+    quiet = cluster.QUIET
+    for name, cfg in (("dask defaults", {}), ("crate-dask", quiet)):
+        cluster.QUIET = cfg   # connect() reads it as it starts the cluster
+        try:
+            with cluster.connect(build_settings(cli={"workers": 2}).run) as c:
+                procs = [psutil.Process()] + [psutil.Process(p) for p in c.run(os.getpid).values()]
+
+                def cpu() -> list[float]:
+                    return [sum(p.cpu_times()[:2]) for p in procs]
+
+                a = cpu()
+                time.sleep(seconds)
+                b = cpu()
+        finally:
+            cluster.QUIET = quiet
+        share = [100 * (y - x) / seconds for x, y in zip(a, b)]
+        out[name] = {"client_pct": round(share[0], 1), "workers_pct": [round(x, 1) for x in share[1:]],
+                     "total_pct": round(sum(share), 1)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("music", type=Path, help="folder of real tracks (benchmarks/get_real_music.sh)")
@@ -218,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
                 p.wait()
     ov = task_overhead()
     print(json.dumps(ov))
+    idle = idle_overhead()
+    print(json.dumps(idle))
     print(report(rows, ov))
+    for name, r in idle.items():
+        print(f"idle 2-worker local cluster, {name}: {r['total_pct']:.1f}% of a core (crate-dask process "
+              f"{r['client_pct']:.1f}%, workers {', '.join(f'{w:.1f}%' for w in r['workers_pct'])})")
     return 0
 
 
