@@ -12,15 +12,25 @@ partition size in each configuration, side by side in the same run:
 - ``1 local``: one worker (the baseline of the speed-up);
 - ``2 local``: two local workers;
 - ``2 external``: ``dask scheduler`` + two ``dask worker`` processes, as on several machines;
-- ``2 local, 1 task per partition``: ``--chunk-size 1000``, how runs were cut before chunks.
+- ``2 local, 1 task per partition``: ``--chunk-size 1000``, how runs were cut before chunks;
+- with ``--baseline PYTHON`` (the interpreter of another checkout, e.g. main's
+  venv), ``1 local`` and ``2 local`` again with that code, in the same run.
+
+The external cluster is started (and its workers registered) before the
+command's clock starts, as on a cluster that is already up; its start-up time
+is reported beside it (``cluster start``), and ``files/s incl. start`` counts
+it, which is what the local configurations pay.
 
 Reported: files/s, the speed-up over one worker, CPU utilisation (CPU seconds
 of the whole process tree / (wall seconds x workers)), the idle tail (time
 from 95% to 100% of the files, from ``--progress-jsonl``) as a share of the
-wall time, and peak memory (RSS) of the client and of the busiest worker
-(with its analysis process). Then the scheduler's overhead per task
-(``N`` empty tasks on two workers) and the throughput this predicts for 8,
-32 and 100 cores. Runs are fresh (``--force``); the first seconds of each
+wall time, peak memory (RSS) of the client and of the busiest worker
+(with its analysis process), and the CPU seconds of each kind of process
+(client with, for local runs, the scheduler and nannies in it; scheduler;
+nanny; worker; analysis). Then the scheduler's overhead per task
+(``N`` empty tasks on two workers), the throughput this predicts for 8,
+32 and 100 cores, and the CPU an idle 2-worker local cluster takes with
+crate-dask's settings and with Dask's defaults. Runs are fresh (``--force``); the first seconds of each
 (worker start-up, analysis process import) count, as they do for a user.
 """
 
@@ -55,6 +65,15 @@ def linked_library(music: Path, n: int, dest: Path) -> Path:
     return dest
 
 
+KINDS = ("client", "scheduler", "nanny", "worker", "analysis")
+
+
+def kind_of(cmd: str) -> str:
+    """Which part of a run a process is, from its command line."""
+    return ("analysis" if "crate_dask.run.isolation" in cmd else "client" if "crate_dask.cli" in cmd else
+            "scheduler" if "dask_scheduler" in cmd else "nanny" if "dask_worker" in cmd else "worker")
+
+
 class TreeSampler:
     """CPU seconds and peak RSS of a process and all its descendants, sampled twice a second."""
 
@@ -86,8 +105,7 @@ class TreeSampler:
                         self.rss[p.pid] = max(self.rss.get(p.pid, 0), p.memory_info().rss)
                         if p.pid not in self.kind:
                             cmd = " ".join(p.cmdline())
-                            self.kind[p.pid] = ("analysis" if "crate_dask.run.isolation" in cmd else
-                                                "client" if "crate_dask.cli" in cmd else "worker")
+                            self.kind[p.pid] = kind_of(cmd)
                 except psutil.Error:
                     continue
             self._stop.wait(0.5)
@@ -95,14 +113,17 @@ class TreeSampler:
     def stop(self) -> dict:
         self._stop.set()
         self._t.join()
-        by = {k: [pid for pid, kk in self.kind.items() if kk == k] for k in ("client", "worker", "analysis")}
+        by = {k: [pid for pid, kk in self.kind.items() if kk == k] for k in KINDS}
         return {"cpu_s": sum(self.cpu.values()),
+                "cpu_by_kind": {k: round(sum(self.cpu.get(p, 0.0) for p in by[k]), 1) for k in KINDS if by[k]},
                 "client_rss_mb": max((self.rss[p] for p in by["client"]), default=0) / 2**20,
                 "worker_rss_mb": max((self.rss[p] for p in by["worker"]), default=0) / 2**20,
                 "analysis_rss_mb": max((self.rss[p] for p in by["analysis"]), default=0) / 2**20}
 
 
 def external_cluster(workers: int, tmp: Path):
+    """``dask scheduler`` + ``workers`` x ``dask worker``; returns the address, the processes, the start-up seconds."""
+    t0 = time.time()
     sched_file = tmp / "scheduler.json"
     sched_file.unlink(missing_ok=True)
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
@@ -118,13 +139,14 @@ def external_cluster(workers: int, tmp: Path):
 
     with Client(address) as c:
         c.wait_for_workers(workers, timeout=300)
-    return address, procs
+    return address, procs, time.time() - t0
 
 
-def run_one(library: Path, out: Path, extra: list[str], roots_extra: list[int], workers: int) -> dict:
+def run_one(library: Path, out: Path, extra: list[str], roots_extra: list[int], workers: int,
+            python: str = sys.executable) -> dict:
     jsonl = out.with_suffix(".jsonl")
     jsonl.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "crate_dask.cli", "analyze", str(library), "--out", str(out), "--force",
+    cmd = [python, "-m", "crate_dask.cli", "analyze", str(library), "--out", str(out), "--force",
            "--no-progress", "--json", "--progress-jsonl", str(jsonl), *extra]
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -145,7 +167,7 @@ def run_one(library: Path, out: Path, extra: list[str], roots_extra: list[int], 
             "tail_s": t1 - t95, "tail_pct": 100 * (t1 - t95) / wall, "first_progress_s": t_first - t0,
             "cpu_util_pct": 100 * usage["cpu_s"] / (wall * workers), "chunks": s.get("chunks"),
             "client_rss_mb": usage["client_rss_mb"], "worker_rss_mb": usage["worker_rss_mb"],
-            "analysis_rss_mb": usage["analysis_rss_mb"]}
+            "analysis_rss_mb": usage["analysis_rss_mb"], "cpu_by_kind": usage["cpu_by_kind"]}
 
 
 def task_overhead(n: int = 2000) -> dict:
@@ -160,12 +182,45 @@ def task_overhead(n: int = 2000) -> dict:
         return {"tasks": n, "s_per_task": (time.perf_counter() - t0) / n}
 
 
+def idle_overhead(seconds: float = 15.0) -> dict:
+    """CPU share (% of one core) of a 2-worker local cluster doing nothing: crate-dask's settings vs Dask's defaults.
+
+    What Dask's housekeeping (profiler, event-loop ticks, monitors) takes from
+    the analysis on a machine with as many workers as cores.
+    """
+    from crate_dask.config import build_settings
+    from crate_dask.run import cluster
+
+    out = {}
+    quiet = cluster.QUIET
+    for name, cfg in (("dask defaults", {}), ("crate-dask", quiet)):
+        cluster.QUIET = cfg   # connect() reads it as it starts the cluster
+        try:
+            with cluster.connect(build_settings(cli={"workers": 2}).run) as c:
+                procs = [psutil.Process()] + [psutil.Process(p) for p in c.run(os.getpid).values()]
+
+                def cpu() -> list[float]:
+                    return [sum(p.cpu_times()[:2]) for p in procs]
+
+                a = cpu()
+                time.sleep(seconds)
+                b = cpu()
+        finally:
+            cluster.QUIET = quiet
+        share = [100 * (y - x) / seconds for x, y in zip(a, b)]
+        out[name] = {"client_pct": round(share[0], 1), "workers_pct": [round(x, 1) for x in share[1:]],
+                     "total_pct": round(sum(share), 1)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("music", type=Path, help="folder of real tracks (benchmarks/get_real_music.sh)")
     ap.add_argument("--tracks", type=int, action="append", help="library sizes [default: 50 and 500]")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder [default: a temp folder]")
     ap.add_argument("--skip-old", action="store_true", help="leave out the one-task-per-partition run")
+    ap.add_argument("--baseline", default=None, metavar="PYTHON",
+                    help="also run 1 and 2 local workers with this interpreter (another checkout's venv)")
     a = ap.parse_args(argv)
     work = a.work or Path(tempfile.mkdtemp(prefix="crate-scaling-"))
     rows = []
@@ -174,14 +229,19 @@ def main(argv: list[str] | None = None) -> int:
         configs = [("1 local", ["--workers", "1"], 1), ("2 local", ["--workers", "2"], 2)]
         if not a.skip_old:
             configs.append(("2 local, 1 task per partition", ["--workers", "2", "--chunk-size", "1000"], 2))
-        for name, extra, w in configs:
-            r = run_one(lib, work / f"out{n}-{name.split(',')[0].replace(' ', '')}", extra, [], w)
+        configs = [(name, extra, w, sys.executable) for name, extra, w in configs]
+        if a.baseline:
+            configs += [(f"{name} (baseline)", extra, w, a.baseline) for name, extra, w, _ in configs[:2]]
+        for name, extra, w, python in configs:
+            slug = name.split(",")[0].replace(" ", "").replace("(", "-").replace(")", "")
+            r = run_one(lib, work / f"out{n}-{slug}", extra, [], w, python)
             rows.append({"tracks": n, "config": name, **r})
             print(json.dumps(rows[-1]), flush=True)
-        address, procs = external_cluster(2, work)
+        address, procs, start_s = external_cluster(2, work)
         try:
             r = run_one(lib, work / f"out{n}-ext", ["--scheduler", address], [p.pid for p in procs], 2)
-            rows.append({"tracks": n, "config": "2 external", **r})
+            rows.append({"tracks": n, "config": "2 external", **r, "cluster_start_s": start_s,
+                         "files_per_s_incl_start": r["files"] / (r["wall_s"] + start_s)})
             print(json.dumps(rows[-1]), flush=True)
         finally:
             for p in procs:
@@ -190,20 +250,38 @@ def main(argv: list[str] | None = None) -> int:
                 p.wait()
     ov = task_overhead()
     print(json.dumps(ov))
+    idle = idle_overhead()
+    print(json.dumps(idle))
     print(report(rows, ov))
+    for name, r in idle.items():
+        print(f"idle 2-worker local cluster, {name}: {r['total_pct']:.1f}% of a core (crate-dask process "
+              f"{r['client_pct']:.1f}%, workers {', '.join(f'{w:.1f}%' for w in r['workers_pct'])})")
     return 0
 
 
 def report(rows: list[dict], ov: dict) -> str:
     lines = ["| tracks | configuration | files/s | speed-up | CPU use | first progress | tail 95->100% | "
-             "client / worker / analysis peak RSS |", "|---|---|---|---|---|---|---|---|"]
-    base = {r["tracks"]: r["files_per_s"] for r in rows if r["config"] == "1 local"}
+             "client / worker / analysis peak RSS | CPU s by process |", "|---|---|---|---|---|---|---|---|---|"]
+    # each configuration against one local worker of the same code
+    base = {(r["tracks"], r["config"].endswith("(baseline)")): r["files_per_s"] for r in rows
+            if r["config"].startswith("1 local")}
     for r in rows:
-        lines.append(f"| {r['tracks']} | {r['config']} | {r['files_per_s']:.2f} | "
-                     f"{r['files_per_s'] / base[r['tracks']]:.2f}x | {r['cpu_util_pct']:.0f}% | "
+        speed = r["files_per_s"] / base[(r["tracks"], r["config"].endswith("(baseline)"))]
+        files_s = f"{r['files_per_s']:.2f}"
+        if "cluster_start_s" in r:
+            speed_incl = r["files_per_s_incl_start"] / base[(r["tracks"], False)]
+            files_s += f" ({r['files_per_s_incl_start']:.2f} incl. {r['cluster_start_s']:.0f} s cluster start)"
+            speed = f"{speed:.2f}x ({speed_incl:.2f}x)"
+        else:
+            speed = f"{speed:.2f}x"
+        cpu = ", ".join(f"{k} {v:.0f}" for k, v in r.get("cpu_by_kind", {}).items())
+        lines.append(f"| {r['tracks']} | {r['config']} | {files_s} | {speed} | {r['cpu_util_pct']:.0f}% | "
                      f"{r['first_progress_s']:.0f} s | {r['tail_s']:.1f} s ({r['tail_pct']:.0f}%) | "
-                     f"{r['client_rss_mb']:.0f} / {r['worker_rss_mb']:.0f} / {r['analysis_rss_mb']:.0f} MB |")
+                     f"{r['client_rss_mb']:.0f} / {r['worker_rss_mb']:.0f} / {r['analysis_rss_mb']:.0f} MB | "
+                     f"{cpu} |")
     per_core = max((r["files_per_s"] / 2 for r in rows if r["config"] == "2 local"), default=0)
+    lines.append("")
+    lines.append(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
     lines.append("")
     lines.append(f"scheduler overhead: {ov['s_per_task'] * 1000:.2f} ms per task ({ov['tasks']} empty tasks); "
                  f"per-core rate {per_core:.2f} files/s")

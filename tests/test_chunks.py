@@ -157,6 +157,27 @@ def test_nice_workers_and_their_analysis_processes_run_at_low_priority(tmp_path)
     assert RunSettings().nice is False
 
 
+def test_closing_a_local_cluster_ends_its_processes_and_keeps_their_last_output(tmp_path, monkeypatch):
+    # the workers end with os._exit after a normal close (run/worker_setup.py): their processes must be gone,
+    # the analysis process too, and output still in a buffer must reach the log
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)   # the workers' stdout buffered, as for most users
+    from crate_dask.run.cluster import connect
+    from crate_dask.run.isolation import get_runner
+
+    lib = tmp_path / "lib"
+    make_library(lib, 1)
+    log = tmp_path / "cluster.log"
+    settings = build_settings(cli={"progress": False, "workers": 1, "metadata_only": True})
+    with connect(settings.run, log_file=log) as c:
+        assert run_analysis(lib, tmp_path / "out", settings, client=c)["status"] == "complete"
+        ((worker_pid, child),) = c.run(lambda: (os.getpid(), get_runner(False).pid)).values()
+        assert child is not None
+        c.run(print, "last words of the worker", end="")   # no newline: still in the stdout buffer
+    for pid in (worker_pid, child):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "last words of the worker" in log.read_text()
+
+
 def test_ctrl_c_prints_a_few_lines_and_the_cluster_logs_go_to_a_file(tmp_path):
     lib = copies_library(tmp_path / "lib", 3000)
     out = tmp_path / "out"

@@ -9,13 +9,19 @@
 - the worker's own output (logging, tracebacks) goes to the run's log file in
   the results folder (``crate-dask.worker-log`` in the Dask config);
 - with ``--nice`` (``crate-dask.nice``), the lowest CPU priority and idle I/O
-  priority, inherited by the threads and analysis processes it starts.
+  priority, inherited by the threads and analysis processes it starts;
+- once the worker has closed normally, the process ends without the
+  interpreter's tear-down (see :func:`_quick_exit`).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
+import sys
+
+_closed = False   # set when Dask closed the worker normally (not when it failed to start)
 
 
 def dask_setup(worker) -> None:  # noqa: ARG001 - the preload protocol passes the worker
@@ -37,6 +43,39 @@ def dask_setup(worker) -> None:  # noqa: ARG001 - the preload protocol passes th
             pass   # keep the terminal rather than fail the worker
     if dask.config.get("crate-dask.nice", False):
         be_nice()
+    # Registered before the analysis runner's own atexit handler, so it runs after it (atexit is LIFO).
+    atexit.register(_quick_exit)
+
+
+def dask_teardown(worker) -> None:  # noqa: ARG001 - the preload protocol passes the worker
+    """Called by Dask as the worker closes normally."""
+    global _closed
+    _closed = True
+
+
+def _quick_exit() -> None:
+    """After a normal close, end the worker process at once instead of tearing the interpreter down.
+
+    Measured (benchmarks/scaling.py): closing a local cluster of two workers
+    took 1.0-1.6 s on a loaded 2-core machine, almost all of it the worker
+    processes freeing the modules of distributed, pandas and pyarrow one by
+    one; with this, 0.1 s. Nothing is lost: every result is on disk and
+    reported, the nanny's queues and (by multiprocessing) stdio were flushed
+    before the atexit handlers run, and the analysis process was stopped by
+    its runner's handler, which runs before this one. Logging and stdio are
+    flushed again for whatever those handlers wrote.
+    """
+    if not _closed:
+        return   # a worker that failed keeps its exit code and full tear-down
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 def be_nice() -> None:
