@@ -123,6 +123,7 @@ def test_progress_jsonl_has_one_line_per_chunk(tmp_path):
     chunks = [x for x in lines if x["event"] == "chunk"]
     assert [c["files"] for c in chunks] == [2, 2, 2, 2, 1]
     assert [c["files_done"] for c in chunks] == [2, 4, 6, 8, 9] and chunks[-1]["files_total"] == 9
+    assert lines[0]["event"] == "cluster" and lines[0]["time"] <= chunks[0]["time"]
     assert lines[-1]["event"] == "finished" and lines[-1]["rows"] == 9
     assert json.loads(r.stdout)["rows"] == 9       # --json is unchanged by it
 

@@ -114,12 +114,16 @@ class RunDisplay:
             self._jsonl = None
 
     def _line(self, event: ev.Event) -> None:
-        """One JSON line per finished chunk (and one at the end), flushed at once: for scripts and dashboards."""
+        """One JSON line when the workers are ready, one per finished chunk and one at the end, flushed at once."""
         if self._jsonl is None:
             return
         if isinstance(event, ev.ChunkDone):
             rec = {"event": "chunk", "time": time.time(), **dataclasses.asdict(event)}
             rec["busy"] = list(event.busy)
+        elif isinstance(event, ev.ClusterReady):
+            # when the workers are there: a dashboard or benchmark tells start-up from analysis time
+            rec = {"event": "cluster", "time": time.time(), "workers": event.workers,
+                   "dashboard": event.dashboard, "files_done_before": event.files_done_before}
         elif isinstance(event, ev.RunFinished):
             s = event.summary
             rec = {"event": "finished", "time": time.time(), "status": s["status"], "rows": s["rows"],
