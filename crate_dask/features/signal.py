@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -44,7 +44,8 @@ REVIEW_KEY_CONFIDENCE = 0.2
 REVIEW_KEY_AGREEMENT = 0.5
 
 
-def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset_s: float = 0.0) -> dict[str, Any]:
+def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset_s: float = 0.0,
+                   key_windows: Sequence[np.ndarray] = ()) -> dict[str, Any]:
     """Estimate tempo, key, beat grid and loudness of a mono excerpt.
 
     Parameters
@@ -57,6 +58,9 @@ def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset
         ``bpm_min``/``bpm_max`` (the octave the tempo is folded into) and ``key_profile``.
     offset_s : float
         Where ``y`` starts in the file (the excerpt's ``offset_s``): the grid is in file time.
+    key_windows : sequence of np.ndarray
+        More audio from elsewhere in the track (the excerpt's ``key_windows``): the key is read from
+        ``y`` and these together; tempo, grid and loudness from ``y`` alone.
 
     Returns
     -------
@@ -90,7 +94,8 @@ def analyze_signal(y: np.ndarray, *, sr: int, settings: AnalysisSettings, offset
     """
     y = _as_mono_float(y)
     tempo = estimate_tempo(y, sr=sr, bpm_range=_bpm_range(settings))
-    key = estimate_key(y, sr=sr, profile=settings.key_profile)
+    key = estimate_key([y, *(_as_mono_float(w) for w in key_windows)] if len(key_windows) else y,
+                       sr=sr, profile=settings.key_profile)
     lufs = integrated_loudness(y, sr=sr, dual_mono=True)
     bpm, bpm_alt, bpm_conf, tempo_note = tempo.bpm, tempo.bpm_alt, tempo.confidence, tempo.note
     weak = tempo.note == "no periodic onsets" and key.key is not None and math.isfinite(tempo.weak_bpm)
