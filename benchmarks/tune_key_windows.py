@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +66,7 @@ def main() -> None:
     ap.add_argument("music", type=Path)
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--profile", nargs="*", default=["auto"])
-    ap.add_argument("--share", nargs="*", default=["length"], help="frames per window: length or equal")
+    ap.add_argument("--layout", nargs="*", default=None, help="only the layouts whose names contain these")
     args = ap.parse_args()
     if args.cache:
         args.cache.mkdir(parents=True, exist_ok=True)
@@ -79,21 +78,22 @@ def main() -> None:
         if len(y) < 135 * sr:
             continue
         half = len(y) // 2
-        for prof, share in itertools.product(args.profile, args.share):
-            keymod._SHARE = share
+        for prof in args.profile:
             ref = keymod.estimate_key(y, sr=sr, profile=prof).key
             for name, layout in LAYOUTS.items():
+                if args.layout and not any(w in name for w in args.layout):
+                    continue
                 k = keymod.estimate_key(cut(y, sr, layout), sr=sr, profile=prof)
                 k1 = keymod.estimate_key(cut(y[:half], sr, layout), sr=sr, profile=prof).key
                 k2 = keymod.estimate_key(cut(y[half:], sr, layout), sr=sr, profile=prof).key
-                rows.append({"file": p.name, "profile": prof, "share": share, "layout": name,
+                rows.append({"file": p.name, "profile": prof, "layout": name,
                              "decoded s": sum(len(w) for w in cut(y, sr, layout)) / sr,
                              "excerpt=whole": k.key is not None and k.key == ref,
                              "half=half": k1 is not None and k1 == k2,
                              "agreement": k.agreement, "confidence": k.confidence})
     df = pd.DataFrame(rows)
     print(f"{df['file'].nunique()} full-length tracks in {args.music.name}/\n")
-    print(df.groupby(["profile", "share", "layout"], sort=False)[["decoded s", "excerpt=whole", "half=half", "agreement"]]
+    print(df.groupby(["profile", "layout"], sort=False)[["decoded s", "excerpt=whole", "half=half", "agreement"]]
           .mean().round(3).to_string())
 
 

@@ -5,7 +5,9 @@ Pure numpy/scipy (no librosa, no numba) so that a fresh worker pays no JIT compi
 Method
 ------
 1. Frames of ~0.37 s (4096 points at 11025 Hz, 8192 at 22050 Hz), half overlapping, at most
-   ``_MAX_FRAMES`` of them spread over the excerpt.
+   ``_MAX_FRAMES`` of them spread over the excerpt. The input may be several segments (the pipeline
+   passes the 90 s middle excerpt and two 15 s windows at 15 % and 85 % of the track): each gets an
+   equal share of the frames, so the key is that of the whole track rather than of its middle.
 2. Spectral peaks between 50 Hz and 2 kHz that stand out of their neighbourhood (a local power
    maximum ``_PROMINENCE`` times above the local mean): drums and noise make few such peaks, so
    they barely count. Peak frequencies are refined by parabolic interpolation.
@@ -16,13 +18,19 @@ Method
    pitch classes of f/2 and f/3 (harmonic weighting: a partial is evidence for its fundamental).
    Frames are summed into one 12-bin chroma.
 5. The chroma is correlated (Pearson) with the 24 rotations of a major and a minor key profile;
-   the best rotation is the key. Confidence is the product of the share of the excerpt's
-   consecutive ~22 s windows (``N_WINDOWS``) that have that key on their own (``Key.agreement``:
+   the best rotation is the key. Confidence is the product of the share of the segments (of one
+   excerpt: its consecutive ~22 s windows, ``N_WINDOWS``) that have that key on their own (``Key.agreement``:
    low for modulating or ambiguous music), of how well the chroma fits the profile (the best
    correlation, 0 at 0.6, 1 at 1) and, more weakly, of the margin over the second-best key.
 
 Choice by measurement
 ---------------------
+Where the key is read (issue 9): ``benchmarks/tune_key_windows.py MUSIC_DIR``, the key of
+a layout of windows against the key of the whole track, 47 real full-length tracks: the middle 90 s
+alone 0.660; the same 90 s plus 2 x 15 s at 15/85 %, equal frame shares, 0.766 (+30 s of decoding);
+5 x 18 s at 10..90 % 0.766 and 90 s + 2 x 30 s 0.787 (but tempo needs its contiguous 90 s, so those
+cost 72 and 60 s more). README, "Accuracy", has the table and the pipeline's figures.
+
 Issue 9 (real recordings): ``benchmarks/tune_key_real.py --labelled ../shared/eval/dev-real
 ../shared/eval/dev --stability MUSIC_DIR``: MIREX score on the 6 keyed GTZAN excerpts of dev-real
 and the 20 rendered chorales of dev, and the label-free agreement of the default 90 s excerpt with
@@ -115,7 +123,8 @@ AUTO_PROFILE = "braw"
 ENSEMBLE = ("shaath", "kostka", "bgate")
 
 MIN_DURATION_S = 3.0
-#: Consecutive windows of the excerpt whose keys are compared for ``Key.agreement``.
+#: Consecutive windows of a single excerpt whose keys are compared for ``Key.agreement`` (several
+#: segments are compared as they are).
 N_WINDOWS = 4
 _WINDOW_S = 20.0           # shortest window: a few bars, long enough to hold more than one chord
 _SILENCE_RMS = 10 ** (-70 / 20)
@@ -136,8 +145,9 @@ class Key:
     open_key: str | None
     confidence: float
     note: str | None = None
-    #: Share of the excerpt's ``N_WINDOWS`` consecutive windows (weighted by their tonal mass) whose
-    #: own best key is ``key``: 1 for a key that holds throughout, low for modulating or ambiguous music.
+    #: Share of the segments, or of one excerpt's ``N_WINDOWS`` consecutive windows (weighted by their
+    #: tonal mass), whose own best key is ``key``: 1 for a key that holds throughout, low for modulating
+    #: or ambiguous music.
     agreement: float = 0.0
 
     @classmethod
@@ -151,8 +161,9 @@ def estimate_key(y: np.ndarray | Sequence[np.ndarray], *, sr: float, profile: st
 
     Parameters
     ----------
-    y : np.ndarray [shape=(n,)]
-        Mono audio, typically 60-120 s from the middle of a track.
+    y : np.ndarray [shape=(n,)] or sequence of them
+        Mono audio, typically 60-120 s from the middle of a track, or several segments of one
+        track (windows from across it), each given the same weight.
     sr : float >= 8000
         Sample rate of ``y``.
     profile : str

@@ -135,8 +135,9 @@ def needs_review(row: dict[str, Any], *, octave_ratio: float = 0.0, key_agreemen
     or a competing octave almost as salient) or when the runner-up octave in range scores at least
     ``REVIEW_OCTAVE_RATIO`` of the chosen one (a toss-up between e.g. 85 and 170). A key is flagged
     when its confidence (margin over the runner-up key) is below ``REVIEW_KEY_CONFIDENCE`` or when
-    fewer than ``REVIEW_KEY_AGREEMENT`` of the excerpt's windows have that key on their own. Missing
-    values are not flagged: they carry ``analysis_note`` instead.
+    fewer than ``REVIEW_KEY_AGREEMENT`` of the key's windows (the excerpt and the windows from across
+    the track) have that key on their own. Missing values are not flagged: they carry
+    ``analysis_note`` instead.
 
     >>> needs_review({"bpm": 128.0, "bpm_confidence": 0.9, "key": "A minor", "key_confidence": 0.6})
     False
