@@ -152,7 +152,7 @@ def main() -> None:
             rows.append(res)
     df = pd.DataFrame(rows)
     print(f"{len(labelled)} labelled excerpts ({', '.join(sources)}), {len(tracks)} full-length tracks\n")
-    print(df.round(3).to_markdown(index=False))
+    print(df.round(3).to_string(index=False))
 
 
 if __name__ == "__main__":
