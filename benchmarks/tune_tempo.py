@@ -68,7 +68,7 @@ def score(excerpts, bpm_range: tuple[float, float], sr: int, excerpt_s: float, v
         if verbose:
             flag = "ok " if hits[2] else ("a1 " if hits[0] else ("a2 " if hits[1] else "BAD"))
             print(f"{flag} {row['file']:28s} {row.get('source', ''):10s} ref {ref:7.2f} est {tempo.bpm:7.2f} "
-                  f"alt {tempo.bpm_alt:7.2f} conf {tempo.confidence:.2f} {tempo.note or ''}")
+                  f"alt {tempo.bpm_alt:7.2f} conf {tempo.confidence:.2f} octave {tempo.octave_ratio:.2f} {tempo.note or ''}")
 
     print(f"range {bpm_range[0]:g}-{bpm_range[1]:g} BPM, sr {sr}, excerpt {excerpt_s:g} s")
     print(f"{'source':10s} {'n':>4s} {'Acc1':>6s} {'Acc2':>6s} {'DJ0.5':>6s}")

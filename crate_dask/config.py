@@ -34,7 +34,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 LIMITS = ("file_timeout_s", "file_memory_mb")
 
 #: Bumped whenever an algorithm change makes old rows incomparable with new ones.
-ANALYSIS_VERSION = 2     # 2: the key is read from windows spread over the track
+ANALYSIS_VERSION = 3     # 2: tempo backbeat guard (since reverted); 3: the key is read from windows across the track
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class AnalysisSettings:
     metadata_only: bool = False
     sample_rate: int = 22050
     excerpt_s: float | None = 90.0    # None: the whole track; 90 s from the middle holds tempo and key
-    # Two more windows of this length, at 20 % and 80 % of the track, for the key only (None: the
+    # Two more windows of this length, at 15 % and 85 % of the track, for the key only (None: the
     # excerpt alone): one key for the whole track, not for its middle (README, "Accuracy").
     key_window_s: float | None = 15.0
     bpm_min: float = 78.0
