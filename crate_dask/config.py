@@ -34,7 +34,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 LIMITS = ("file_timeout_s", "file_memory_mb")
 
 #: Bumped whenever an algorithm change makes old rows incomparable with new ones.
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3     # 2: tempo backbeat guard (since reverted); 3: the key is read from windows across the track
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class AnalysisSettings:
     metadata_only: bool = False
     sample_rate: int = 22050
     excerpt_s: float | None = 90.0    # None: the whole track; 90 s from the middle holds tempo and key
+    # Two more windows of this length, at 15 % and 85 % of the track, for the key only (None: the
+    # excerpt alone): one key for the whole track, not for its middle (README, "Accuracy").
+    key_window_s: float | None = 15.0
     bpm_min: float = 78.0
     bpm_max: float = 180.0
     key_profile: str = "auto"
@@ -225,6 +228,8 @@ def _validate(s: Settings) -> None:
         raise FatalError("bpm range must satisfy 0 < bpm_min and bpm_max >= 2 * bpm_min (one octave)")
     if a.excerpt_s is not None and a.excerpt_s <= 0:
         raise FatalError("excerpt_s must be positive (or unset for the whole track)")
+    if a.key_window_s is not None and a.key_window_s <= 0:
+        raise FatalError("key_window_s must be positive (or unset for the excerpt alone)")
     if a.file_timeout_s <= 0:
         raise FatalError("file_timeout_s must be positive")
     if a.file_memory_mb < 16:

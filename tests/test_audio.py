@@ -88,6 +88,19 @@ def test_excerpt_comes_from_the_middle(ramp_files, ext):
 
 
 @pytest.mark.parametrize("ext", FORMATS)
+def test_key_windows_come_from_either_side_of_the_excerpt(ramp_files, ext):
+    ex = load_excerpt(ramp_files[ext], sr=22050, excerpt_s=4.0, key_window_s=1.0)
+    assert ex.offset_s == pytest.approx(4.0, abs=0.1) and ex.duration_s == pytest.approx(4.0, abs=0.01)
+    assert _amplitude(ex.y) == pytest.approx(0.5, abs=0.03)        # the excerpt is the same as without them
+    assert [round(len(w) / ex.sr, 2) for w in ex.key_windows] == [1.0, 1.0]
+    # Centred at 15 % and 85 % of the 12 s ramp (1.8 s and 10.2 s): amplitudes 0.22 and 0.78 (libsndfile's
+    # MP3 decoder starts with ~0.1 s of zeros after a seek, hence the tolerance).
+    assert [_amplitude(w) for w in ex.key_windows] == pytest.approx([0.22, 0.78], abs=0.05)
+    assert load_excerpt(ramp_files[ext], excerpt_s=None, key_window_s=1.0).key_windows == ()  # whole track
+    assert load_excerpt(ramp_files[ext], excerpt_s=10.0, key_window_s=1.5).key_windows == ()  # no room
+
+
+@pytest.mark.parametrize("ext", FORMATS)
 def test_whole_track(ramp_files, ext):
     ex = load_excerpt(ramp_files[ext], sr=11025, excerpt_s=None)
     assert ex.offset_s == 0.0

@@ -116,6 +116,18 @@ def test_confidence_is_higher_for_clear_harmony():
     assert 0.0 <= fifth.confidence < clear.confidence <= 1.0
 
 
+def test_key_from_windows_spread_over_a_track():
+    a_minor = cadence(9, "minor")
+    k = estimate_key([a_minor, a_minor, a_minor], sr=SR)
+    assert k.key == "A minor" and k.agreement == 1.0
+    # One window in an unrelated key: the key of the others, with less agreement and less confidence.
+    mixed = estimate_key([a_minor, cadence(3, "major"), a_minor], sr=SR)       # E flat major: a tritone away
+    assert mixed.key == "A minor" and mixed.agreement < 0.8 and mixed.confidence < k.confidence
+    # Silence around the music does not change it; windows that are all silent are silence.
+    assert estimate_key([np.zeros(5 * SR, np.float32), a_minor], sr=SR).key == "A minor"
+    assert estimate_key([np.zeros(5 * SR, np.float32)] * 3, sr=SR).note == "silent"
+
+
 def test_silence_and_near_silence():
     assert estimate_key(np.zeros(10 * SR, np.float32), sr=SR) == Key(None, None, None, 0.0, "silent")
     quiet = (1e-5 * RNG.standard_normal(10 * SR)).astype(np.float32)

@@ -5,7 +5,9 @@ Pure numpy/scipy (no librosa, no numba) so that a fresh worker pays no JIT compi
 Method
 ------
 1. Frames of ~0.37 s (4096 points at 11025 Hz, 8192 at 22050 Hz), half overlapping, at most
-   ``_MAX_FRAMES`` of them spread over the excerpt.
+   ``_MAX_FRAMES`` of them spread over the excerpt. The input may be several segments (the pipeline
+   passes the 90 s middle excerpt and two 15 s windows at 15 % and 85 % of the track): each gets an
+   equal share of the frames, so the key is that of the whole track rather than of its middle.
 2. Spectral peaks between 50 Hz and 2 kHz that stand out of their neighbourhood (a local power
    maximum ``_PROMINENCE`` times above the local mean): drums and noise make few such peaks, so
    they barely count. Peak frequencies are refined by parabolic interpolation.
@@ -16,13 +18,19 @@ Method
    pitch classes of f/2 and f/3 (harmonic weighting: a partial is evidence for its fundamental).
    Frames are summed into one 12-bin chroma.
 5. The chroma is correlated (Pearson) with the 24 rotations of a major and a minor key profile;
-   the best rotation is the key. Confidence is the product of the share of the excerpt's
-   consecutive ~22 s windows (``N_WINDOWS``) that have that key on their own (``Key.agreement``:
+   the best rotation is the key. Confidence is the product of the share of the segments (of one
+   excerpt: its consecutive ~22 s windows, ``N_WINDOWS``) that have that key on their own (``Key.agreement``:
    low for modulating or ambiguous music), of how well the chroma fits the profile (the best
    correlation, 0 at 0.6, 1 at 1) and, more weakly, of the margin over the second-best key.
 
 Choice by measurement
 ---------------------
+Where the key is read (issue 9): ``benchmarks/tune_key_windows.py MUSIC_DIR``, the key of
+a layout of windows against the key of the whole track, 47 real full-length tracks: the middle 90 s
+alone 0.660; the same 90 s plus 2 x 15 s at 15/85 %, equal frame shares, 0.766 (+30 s of decoding);
+5 x 18 s at 10..90 % 0.766 and 90 s + 2 x 30 s 0.787 (but tempo needs its contiguous 90 s, so those
+cost 72 and 60 s more). README, "Accuracy", has the table and the pipeline's figures.
+
 Issue 9 (real recordings): ``benchmarks/tune_key_real.py --labelled ../shared/eval/dev-real
 ../shared/eval/dev --stability MUSIC_DIR``: MIREX score on the 6 keyed GTZAN excerpts of dev-real
 and the 20 rendered chorales of dev, and the label-free agreement of the default 90 s excerpt with
@@ -75,6 +83,7 @@ Most remaining errors are minor keys read as their relative major.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import scipy.fft
@@ -114,7 +123,8 @@ AUTO_PROFILE = "braw"
 ENSEMBLE = ("shaath", "kostka", "bgate")
 
 MIN_DURATION_S = 3.0
-#: Consecutive windows of the excerpt whose keys are compared for ``Key.agreement``.
+#: Consecutive windows of a single excerpt whose keys are compared for ``Key.agreement`` (several
+#: segments are compared as they are).
 N_WINDOWS = 4
 _WINDOW_S = 20.0           # shortest window: a few bars, long enough to hold more than one chord
 _SILENCE_RMS = 10 ** (-70 / 20)
@@ -135,8 +145,9 @@ class Key:
     open_key: str | None
     confidence: float
     note: str | None = None
-    #: Share of the excerpt's ``N_WINDOWS`` consecutive windows (weighted by their tonal mass) whose
-    #: own best key is ``key``: 1 for a key that holds throughout, low for modulating or ambiguous music.
+    #: Share of the segments, or of one excerpt's ``N_WINDOWS`` consecutive windows (weighted by their
+    #: tonal mass), whose own best key is ``key``: 1 for a key that holds throughout, low for modulating
+    #: or ambiguous music.
     agreement: float = 0.0
 
     @classmethod
@@ -145,13 +156,14 @@ class Key:
         return cls(None, None, None, 0.0, note)
 
 
-def estimate_key(y: np.ndarray, *, sr: float, profile: str = "auto") -> Key:
+def estimate_key(y: np.ndarray | Sequence[np.ndarray], *, sr: float, profile: str = "auto") -> Key:
     """Estimate the global key of a mono excerpt.
 
     Parameters
     ----------
-    y : np.ndarray [shape=(n,)]
-        Mono audio, typically 60-120 s from the middle of a track.
+    y : np.ndarray [shape=(n,)] or sequence of them
+        Mono audio, typically 60-120 s from the middle of a track, or several segments of one
+        track (windows from across it), each given the same weight.
     sr : float >= 8000
         Sample rate of ``y``.
     profile : str
@@ -180,12 +192,14 @@ def estimate_key(y: np.ndarray, *, sr: float, profile: str = "auto") -> Key:
     >>> estimate_key(np.zeros(10 * sr, np.float32), sr=sr).note
     'silent'
     """
-    y = _validate(y, sr, profile)
-    if len(y) < MIN_DURATION_S * sr:
+    segments = [_validate(y, sr, profile)] if isinstance(y, np.ndarray) else [_validate(s, sr, profile) for s in y]
+    n = sum(len(s) for s in segments)
+    if n < MIN_DURATION_S * sr:
         return Key.none("too short")
-    if float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < _SILENCE_RMS:
+    energy = sum(float(np.sum(np.square(s, dtype=np.float64))) for s in segments)
+    if np.sqrt(energy / n) < _SILENCE_RMS:
         return Key.none("silent")
-    frames, tonal = chroma_frames(y, sr=sr)
+    frames, tonal, counts = _segment_chroma(segments, sr=sr)
     chroma = frames.sum(axis=0)
     if tonal < _MIN_TONAL or not chroma.any():
         return Key.none("no tonal content")
@@ -195,8 +209,11 @@ def estimate_key(y: np.ndarray, *, sr: float, profile: str = "auto") -> Key:
     if best < _MIN_CORR:
         return Key.none("no tonal content")
     name = f"{PITCH_CLASSES[order[0] % 12]} {'major' if order[0] < 12 else 'minor'}"
-    n_windows = int(np.clip(len(y) / sr // _WINDOW_S, 1, N_WINDOWS))
-    agreement = _window_agreement(frames, int(order[0]), profile, n_windows)
+    if len(segments) > 1:      # windows from across the track: does each have the key on its own?
+        parts = np.split(frames, np.cumsum(counts)[:-1])
+    else:
+        parts = np.array_split(frames, int(np.clip(n / sr // _WINDOW_S, 1, min(N_WINDOWS, max(1, len(frames))))))
+    agreement = _window_agreement(parts, int(order[0]), profile)
     # On real full-length tracks, whether the excerpt's key is also the whole track's is predicted
     # best by the windows' agreement and by how well the chroma fits the profile at all (ROC AUC
     # 0.85 and 0.82 over 47 tracks), much less by the margin over the runner-up (0.66), which is
@@ -207,13 +224,13 @@ def estimate_key(y: np.ndarray, *, sr: float, profile: str = "auto") -> Key:
     return Key(name, to_camelot(name), to_open_key(name), round(confidence, 4), None, round(agreement, 4))
 
 
-def _window_agreement(frames: np.ndarray, index: int, profile: str, n_windows: int) -> float:
-    """Share of the tonal mass in consecutive windows whose own best key is key ``index``."""
-    parts = [w.sum(axis=0) for w in np.array_split(frames, min(n_windows, max(1, frames.shape[0])))]
-    mass = np.array([p.sum() for p in parts])
+def _window_agreement(parts: list[np.ndarray], index: int, profile: str) -> float:
+    """Share of the tonal mass in the windows ``parts`` (frame blocks) whose own best key is key ``index``."""
+    chromas = [w.sum(axis=0) for w in parts]
+    mass = np.array([c.sum() for c in chromas])
     if mass.sum() <= 0:
         return 0.0
-    same = np.array([p.any() and int(np.argmax(key_scores(p, profile=profile))) == index for p in parts])
+    same = np.array([c.any() and int(np.argmax(key_scores(c, profile=profile))) == index for c in chromas])
     return float(mass[same].sum() / mass.sum())
 
 
@@ -237,28 +254,44 @@ def chroma_profile(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float
     return (chroma / total if total > 0 else chroma), tonal
 
 
-def chroma_frames(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float = _FMAX,
+def chroma_frames(y: np.ndarray | Sequence[np.ndarray], *, sr: float, fmin: float = _FMIN, fmax: float = _FMAX,
                   prominence: float = _PROMINENCE, compress: float = 10.0,
                   harmonics: int = 3) -> tuple[np.ndarray, float]:
     """Per-frame tuning-corrected chroma ``(n_frames, 12)`` (unnormalised) and the tonal share.
 
     The frames are the ``_MAX_FRAMES`` or fewer ~0.37 s frames spread evenly over ``y``, in time order.
+    ``y`` may be a sequence of segments (windows from across a track): each gets the same share of
+    the frames (all of its own if it has fewer) and one tuning is read from all of them.
     """
+    return _segment_chroma(y, sr=sr, fmin=fmin, fmax=fmax, prominence=prominence, compress=compress,
+                           harmonics=harmonics)[:2]
+
+
+def _segment_chroma(y, *, sr, fmin=_FMIN, fmax=_FMAX, prominence=_PROMINENCE, compress=10.0,
+                    harmonics=3) -> tuple[np.ndarray, float, list[int]]:
+    """:func:`chroma_frames` plus the number of frames taken from each segment."""
+    segments = [y] if isinstance(y, np.ndarray) else list(y)
     n_fft = int(2 ** round(np.log2(sr * 0.372)))
     hop = n_fft // 2
-    n_frames = 1 + (len(y) - n_fft) // hop
-    if n_frames < 1:
-        return np.zeros((0, 12)), 0.0
-    starts = np.linspace(0, len(y) - n_fft, min(n_frames, _MAX_FRAMES)).astype(np.int64)
-    frames = y[starts[:, None] + np.arange(n_fft)[None, :]] * np.hanning(n_fft).astype(np.float32)
+    avail = [max(0, 1 + (len(s) - n_fft) // hop) for s in segments]
+    if sum(avail) < 1:
+        return np.zeros((0, 12)), 0.0, [0] * len(segments)
+    # Each segment gets the same number of frames (fewer if it is short): a long middle excerpt
+    # does not outvote the windows from the rest of the track (README, "Accuracy").
+    want = [min(a, _MAX_FRAMES // len(segments)) for a in avail]
+    counts = [w if a == 0 or w > 0 else 1 for a, w in zip(avail, want)]
+    window = np.hanning(n_fft).astype(np.float32)
+    frames = np.concatenate([
+        s[np.linspace(0, len(s) - n_fft, c).astype(np.int64)[:, None] + np.arange(n_fft)[None, :]] * window
+        for s, c in zip(segments, counts) if c > 0])
     lo = max(int(np.floor(fmin * n_fft / sr)), 2)
     hi = min(int(np.ceil(fmax * n_fft / sr)), n_fft // 2 - 2)
     spec = scipy.fft.rfft(frames, axis=1)[:, lo - 1:hi + 2]
     power = (spec.real ** 2 + spec.imag ** 2).astype(np.float64)
     band_power = power[:, 1:-1].sum()
-    empty = np.zeros((len(starts), 12))
+    empty = np.zeros((len(frames), 12))
     if band_power <= 0:
-        return empty, 0.0
+        return empty, 0.0, counts
     # Local mean over ~+-30 Hz: a tone stands out of it, broadband noise and drum hits do not.
     width = max(3, int(round(60.0 * n_fft / sr)) | 1)
     local = uniform_filter1d(power, size=width, axis=1, mode="nearest")
@@ -267,7 +300,7 @@ def chroma_frames(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float 
                & (mid > 1e-10 * power.max()))
     fi, bi = np.nonzero(is_peak)
     if len(fi) == 0:
-        return empty, 0.0
+        return empty, 0.0, counts
     a, b, c = (np.log(power[fi, bi + j] + 1e-30) for j in (0, 1, 2))
     denom = a - 2 * b + c
     delta = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
@@ -281,7 +314,7 @@ def chroma_frames(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float 
     tuning = np.angle(np.sum(amp * np.exp(2j * np.pi * dev))) / (2 * np.pi)
     midi = midi - tuning
     # Compress amplitudes per frame: loud notes count more, but not by orders of magnitude.
-    frame_max = np.zeros(len(starts))
+    frame_max = np.zeros(len(frames))
     np.maximum.at(frame_max, fi, amp)
     w = np.log1p(compress * amp / frame_max[fi])
     chroma = empty
@@ -290,7 +323,7 @@ def chroma_frames(y: np.ndarray, *, sr: float, fmin: float = _FMIN, fmax: float 
         near = np.round(m)
         weight = w * np.cos(np.pi * (m - near)) ** 2 * (0.6 ** (h - 1))
         np.add.at(chroma, (fi, near.astype(np.int64) % 12), weight)
-    return chroma, tonal
+    return chroma, tonal, counts
 
 
 def key_scores(chroma: np.ndarray, *, profile: str = "auto") -> np.ndarray:

@@ -58,6 +58,8 @@ PathLike = str | os.PathLike | bytes
 # truncated or damaged file: analysing the scrap that decodes would mislead.
 _MIN_DECODED_FRACTION = 0.5
 _SNIFF_BYTES = 64
+#: Where the extra key windows are centred, as fractions of the track (moved outside the excerpt).
+KEY_WINDOWS_AT = (0.15, 0.85)
 
 
 class _Damaged(DecodeError):
@@ -73,6 +75,9 @@ class Excerpt:
     offset_s: float                #: where the excerpt starts in the track
     track_duration_s: float | None  #: whole-track duration from the header, if known
     gapless_delay_s: float = 0.0    #: MP3: start samples skipped per the LAME header (see the module notes)
+    #: Shorter windows from elsewhere in the track (``key_window_s``, at ``KEY_WINDOWS_AT``), in time order:
+    #: the key is read from them and ``y`` together, so that it holds for the whole track, not one part.
+    key_windows: tuple[np.ndarray, ...] = ()
 
     @property
     def duration_s(self) -> float:
@@ -80,7 +85,8 @@ class Excerpt:
         return len(self.y) / self.sr
 
 
-def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 120.0) -> Excerpt:
+def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 120.0,
+                 key_window_s: float | None = None) -> Excerpt:
     """Decode a window from the middle of an audio file to mono float32 at ``sr``.
 
     Parameters
@@ -92,6 +98,9 @@ def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 1
     excerpt_s : float > 0 or None
         Length of the window, centred on the middle of the track; tracks
         shorter than this are decoded whole. ``None`` decodes the whole track.
+    key_window_s : float > 0 or None
+        Also decode windows of this length centred at ``KEY_WINDOWS_AT`` of the track (moved so as
+        not to overlap the excerpt; left out where they do not fit) into ``key_windows``.
 
     Returns
     -------
@@ -119,12 +128,14 @@ def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 1
         raise ValueError(f"sr must be positive, got {sr}")
     if excerpt_s is not None and excerpt_s <= 0:
         raise ValueError(f"excerpt_s must be positive or None, got {excerpt_s}")
+    if key_window_s is not None and key_window_s <= 0:
+        raise ValueError(f"key_window_s must be positive or None, got {key_window_s}")
     head = _read_head(path)
     order = (_decode_sndfile, _decode_av) if _sniff(head) == "sndfile" else (_decode_av, _decode_sndfile)
     problems = []
     for decode in order:
         try:
-            y, sr_in, offset_s, track_s, expected_s = decode(path, excerpt_s)
+            y, sr_in, offset_s, track_s, expected_s, extra = decode(path, excerpt_s, key_window_s)
         except _Damaged as exc:
             raise DecodeError(f"cannot decode audio: {exc}", error_type=exc.error_type) from None
         except DecodeError as exc:
@@ -140,7 +151,8 @@ def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 1
             problems.append((f"truncated: decoded {got_s:.1f} s of the {expected_s:.1f} s expected", "truncated"))
             continue
         delay = mp3_gapless_delay(path) if _is_mpeg(head) else 0.0
-        return Excerpt(_resample(y, sr_in, sr), sr, offset_s, track_s, delay)
+        windows = tuple(_resample(w, sr_in, sr) for w in extra if len(w) >= 0.5 * sr_in * key_window_s)
+        return Excerpt(_resample(y, sr_in, sr), sr, offset_s, track_s, delay, windows)
     # The decoder that matched the sniffed format has the most relevant message.
     raise DecodeError(f"cannot decode audio: {problems[0][0]}", error_type=problems[0][1])
 
@@ -249,7 +261,30 @@ def _window(track_s: float | None, excerpt_s: float | None) -> tuple[float, floa
     return (track_s - excerpt_s) / 2.0, excerpt_s
 
 
-def _decode_sndfile(path: PathLike, excerpt_s: float | None):
+def _key_windows(track_s: float | None, offset_s: float, length_s: float | None,
+                 key_window_s: float | None) -> list[tuple[float, float]]:
+    """(offset_s, length_s) of the extra key windows: centred at ``KEY_WINDOWS_AT``, outside the excerpt.
+
+    >>> _key_windows(300.0, 105.0, 90.0, 15.0)       # a 5-minute track: around 0:45 and 4:15
+    [(37.5, 15.0), (247.5, 15.0)]
+    >>> _key_windows(110.0, 10.0, 90.0, 15.0)        # 10 s either side of the excerpt: too little room
+    []
+    """
+    if key_window_s is None or track_s is None or length_s is None:
+        return []
+    out = []
+    for at in KEY_WINDOWS_AT:
+        start = at * track_s - key_window_s / 2
+        if at < 0.5:
+            start = min(start, offset_s - key_window_s)     # end before the excerpt starts
+        else:
+            start = max(start, offset_s + length_s)          # start after it ends
+        if 0.0 <= start and start + key_window_s <= track_s:
+            out.append((start, key_window_s))
+    return out
+
+
+def _decode_sndfile(path: PathLike, excerpt_s: float | None, key_window_s: float | None = None):
     try:
         with sf.SoundFile(os.fsencode(path) if not isinstance(path, bytes) else path) as f:
             sr_in, frames = f.samplerate, f.frames
@@ -257,14 +292,19 @@ def _decode_sndfile(path: PathLike, excerpt_s: float | None):
             track_s = frames / sr_in if 0 < frames < 2**62 else None
             offset_s, length_s = _window(track_s, excerpt_s)
             start = int(round(offset_s * sr_in))
-            if start:
-                f.seek(start)
-            n = -1 if length_s is None else int(round(length_s * sr_in))
-            y = f.read(n, dtype="float32", always_2d=True)
+            y = _sf_read(f, start, -1 if length_s is None else int(round(length_s * sr_in)))
+            extra = [_sf_read(f, int(round(o * sr_in)), int(round(n * sr_in)))
+                     for o, n in _key_windows(track_s, offset_s, length_s, key_window_s)]
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
         raise DecodeError(f"libsndfile: {_short(exc)}") from None
     expected = (length_s if length_s is not None else track_s - offset_s) if track_s else None
-    return _mono(y), sr_in, start / sr_in, track_s, expected
+    return _mono(y), sr_in, start / sr_in, track_s, expected, [_mono(w) for w in extra]
+
+
+def _sf_read(f: sf.SoundFile, start: int, n: int) -> np.ndarray:
+    if start or f.tell():
+        f.seek(start)
+    return f.read(n, dtype="float32", always_2d=True)
 
 
 # libsndfile silently clamps a WAV/AIFF data chunk to what the file holds, and
@@ -282,7 +322,7 @@ def _check_chunk_sizes(log: str) -> None:
                            error_type="truncated")
 
 
-def _decode_av(path: PathLike, excerpt_s: float | None):
+def _decode_av(path: PathLike, excerpt_s: float | None, key_window_s: float | None = None):
     import av  # imported lazily: only files libsndfile cannot read need FFmpeg
 
     try:
@@ -295,34 +335,40 @@ def _decode_av(path: PathLike, excerpt_s: float | None):
                 raise DecodeError("FFmpeg: unknown sample rate")
             track_s = _av_duration(container, stream)
             offset_s, length_s = _window(track_s, excerpt_s)
-            if offset_s > 0:
-                # Seeks to the packet at or before the offset; the samples
-                # before the offset are dropped below.
-                container.seek(int(offset_s * 1_000_000))
-            skip = None
-            want = None if length_s is None else int(round(length_s * sr_in))
-            chunks, have = [], 0
-            for frame in container.decode(stream):
-                a = _frame_to_mono(frame)
-                if skip is None:
-                    t = frame.time
-                    skip = max(0, int(round((offset_s - t) * sr_in))) if t is not None and offset_s else 0
-                if skip:
-                    cut = min(skip, len(a))
-                    a, skip = a[cut:], skip - cut
-                chunks.append(a)
-                have += len(a)
-                if want is not None and have >= want:
-                    break
+            y = _av_read(container, stream, sr_in, offset_s, length_s)
+            extra = [_av_read(container, stream, sr_in, o, n)
+                     for o, n in _key_windows(track_s, offset_s, length_s, key_window_s)]
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError, TypeError) as exc:
         raise DecodeError(f"FFmpeg: {_short(exc)}") from None
-    y = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    if want is not None:
-        y = y[:want]
     expected = (length_s if length_s is not None else track_s - offset_s) if track_s else None
-    return y, sr_in, offset_s, track_s, expected
+    return y, sr_in, offset_s, track_s, expected, extra
+
+
+def _av_read(container, stream, sr_in: int, offset_s: float, length_s: float | None) -> np.ndarray:
+    """``length_s`` seconds (None: to the end) of mono audio from ``offset_s`` of an open container."""
+    if offset_s > 0:
+        # Seeks to the packet at or before the offset; the samples
+        # before the offset are dropped below.
+        container.seek(int(offset_s * 1_000_000))
+    skip = None
+    want = None if length_s is None else int(round(length_s * sr_in))
+    chunks, have = [], 0
+    for frame in container.decode(stream):
+        a = _frame_to_mono(frame)
+        if skip is None:
+            t = frame.time
+            skip = max(0, int(round((offset_s - t) * sr_in))) if t is not None and offset_s else 0
+        if skip:
+            cut = min(skip, len(a))
+            a, skip = a[cut:], skip - cut
+        chunks.append(a)
+        have += len(a)
+        if want is not None and have >= want:
+            break
+    y = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return y if want is None else y[:want]
 
 
 def _av_source(path: PathLike):

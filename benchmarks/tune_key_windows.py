@@ -1,0 +1,101 @@
+"""Choose where in a track the key is read: one window from the middle, or several spread over it.
+
+Usage::
+
+    python benchmarks/tune_key_windows.py MUSIC_DIR [--cache DIR] [--profile NAME ...]
+
+Label-free, on full-length real tracks (``benchmarks/get_real_music.sh``): each track is decoded whole
+once (cached with ``--cache``), then every layout of windows is cut out of it and given to
+:func:`crate_dask.features.key.estimate_key`, and its key is compared with the key of the whole track
+(``excerpt=whole``) and, applying the same layout to each half, the first half's key with the second's
+(``half=half``). ``decoded s`` is the audio the layout decodes per track (what decoding costs).
+A layout that samples the track's harmony better agrees with the whole track more often.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from crate_dask.config import AnalysisSettings
+from crate_dask.features import key as keymod
+from crate_dask.library.audio import load_excerpt
+
+AUDIO_EXT = {".mp3", ".ogg", ".opus", ".flac", ".wav", ".m4a"}
+
+#: name -> windows as (centre as a fraction of the track, length in seconds)
+LAYOUTS: dict[str, list[tuple[float, float]]] = {
+    "middle 90 s (main)": [(0.5, 90.0)],
+    "5 x 18 s at 10..90 %": [(f, 18.0) for f in (0.1, 0.3, 0.5, 0.7, 0.9)],
+    "middle 90 s + 2 x 15 s at 20/80 %": [(0.2, 15.0), (0.5, 90.0), (0.8, 15.0)],
+    "middle 90 s + 2 x 15 s at 15/85 %": [(0.15, 15.0), (0.5, 90.0), (0.85, 15.0)],
+    "middle 90 s + 2 x 20 s at 20/80 %": [(0.2, 20.0), (0.5, 90.0), (0.8, 20.0)],
+    "middle 90 s + 4 x 10 s at 10/30/70/90 %": [(0.1, 10.0), (0.3, 10.0), (0.5, 90.0), (0.7, 10.0), (0.9, 10.0)],
+    "middle 90 s + 2 x 30 s at 15/85 %": [(0.15, 30.0), (0.5, 90.0), (0.85, 30.0)],
+}
+
+
+def cut(y: np.ndarray, sr: int, layout: list[tuple[float, float]]) -> list[np.ndarray]:
+    """The windows of ``layout`` in ``y``, kept inside it (the whole of ``y`` when it is shorter)."""
+    n = len(y)
+    if sum(length for _, length in layout) * sr >= n:
+        return [y]
+    out = []
+    for centre, length in layout:
+        m = int(length * sr)
+        start = int(np.clip(centre * n - m / 2, 0, n - m))
+        out.append(y[start:start + m])
+    return out
+
+
+def whole_track(p: Path, sr: int, cache: Path | None) -> np.ndarray:
+    if cache is None:
+        return load_excerpt(p, sr=sr, excerpt_s=None).y
+    f = cache / (hashlib.sha1(str(p).encode()).hexdigest()[:16] + ".npy")
+    if not f.exists():
+        np.save(f, load_excerpt(p, sr=sr, excerpt_s=None).y)
+    return np.load(f)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("music", type=Path)
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--profile", nargs="*", default=["auto"])
+    ap.add_argument("--layout", nargs="*", default=None, help="only the layouts whose names contain these")
+    args = ap.parse_args()
+    if args.cache:
+        args.cache.mkdir(parents=True, exist_ok=True)
+    sr = AnalysisSettings().sample_rate
+    files = sorted(q for q in args.music.rglob("*") if q.suffix.lower() in AUDIO_EXT)
+    rows = []
+    for p in files:
+        y = whole_track(p, sr, args.cache)
+        if len(y) < 135 * sr:
+            continue
+        half = len(y) // 2
+        for prof in args.profile:
+            ref = keymod.estimate_key(y, sr=sr, profile=prof).key
+            for name, layout in LAYOUTS.items():
+                if args.layout and not any(w in name for w in args.layout):
+                    continue
+                k = keymod.estimate_key(cut(y, sr, layout), sr=sr, profile=prof)
+                k1 = keymod.estimate_key(cut(y[:half], sr, layout), sr=sr, profile=prof).key
+                k2 = keymod.estimate_key(cut(y[half:], sr, layout), sr=sr, profile=prof).key
+                rows.append({"file": p.name, "profile": prof, "layout": name,
+                             "decoded s": sum(len(w) for w in cut(y, sr, layout)) / sr,
+                             "excerpt=whole": k.key is not None and k.key == ref,
+                             "half=half": k1 is not None and k1 == k2,
+                             "agreement": k.agreement, "confidence": k.confidence})
+    df = pd.DataFrame(rows)
+    print(f"{df['file'].nunique()} full-length tracks in {args.music.name}/\n")
+    print(df.groupby(["profile", "layout"], sort=False)[["decoded s", "excerpt=whole", "half=half", "agreement"]]
+          .mean().round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
