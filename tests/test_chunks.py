@@ -147,11 +147,15 @@ def test_nice_workers_and_their_analysis_processes_run_at_low_priority(tmp_path)
     lib = tmp_path / "lib"
     make_library(lib, 2)
     settings = build_settings(cli={"progress": False, "workers": 1, "nice": True, "memory_limit": "1GiB"})
-    with connect(settings.run) as c:
+    with connect(settings.run, audio=True) as c:
+        (worker_pid,) = c.run(os.getpid).values()
+        # the analysis process is started with the worker, before any work (it overlaps the cluster's start)
+        (early,) = [p for p in psutil.Process(worker_pid).children()
+                    if "crate_dask.run.isolation" in p.cmdline()]
         s = run_analysis(lib, tmp_path / "out", settings, client=c)
         assert s["status"] == "complete" and s["memory_limit_per_worker"] == 2**30
         (child,) = c.run(lambda: get_runner().pid).values()
-        (worker_pid,) = c.run(os.getpid).values()
+        assert child == early.pid
         assert psutil.Process(child).nice() == 19 and psutil.Process(worker_pid).nice() == 19
         assert psutil.Process(child).ionice().ioclass == psutil.IOPRIO_CLASS_IDLE
     assert os.getpriority(os.PRIO_PROCESS, 0) < 19    # the client itself is not reniced

@@ -195,7 +195,7 @@ class EarlyCluster:
     def __init__(self, settings: Settings, log_file=None) -> None:
         import threading
 
-        self._cm = connect(settings.run, log_file=log_file)
+        self._cm = connect(settings.run, log_file=log_file, audio=not settings.analysis.metadata_only)
         self._client = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._start, name="crate-dask-cluster-start", daemon=True)
@@ -230,7 +230,9 @@ class EarlyCluster:
 def _client(settings: Settings, client, log_file=None):
     import contextlib
 
-    return contextlib.nullcontext(client) if client is not None else connect(settings.run, log_file=log_file)
+    if client is not None:
+        return contextlib.nullcontext(client)
+    return connect(settings.run, log_file=log_file, audio=not settings.analysis.metadata_only)
 
 
 def _fill(summary: dict, rp: RunPlan, computed: list[dict], failures: list[str], seconds: float,

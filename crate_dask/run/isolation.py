@@ -88,17 +88,34 @@ class FileRunner:
         self.audio = audio
         self._proc: subprocess.Popen | None = None
         self._base_rss = 0
+        self._spawned: tuple[subprocess.Popen, float] | None = None   # started, "ready" not yet read
         self.startup_s: float = 0.0   # total seconds spent starting children (import + warm-up)
 
-    def _start(self) -> subprocess.Popen:
-        t0 = time.monotonic()
+    def prestart(self) -> None:
+        """Start the child now and read its "ready" when the first job comes.
+
+        A worker calls this as it starts, so the child's imports and warm-up
+        (about 2 s) overlap the cluster's start-up and the client's checks
+        instead of delaying the first file.
+        """
+        if self._proc is None and self._spawned is None:
+            self._spawned = (self._spawn(), time.monotonic())
+
+    def _spawn(self) -> subprocess.Popen:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "NUMBA_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         # Native decoders chatter on stderr about every bad frame; failures come back through the pipe.
         # A session of its own: the terminal's Ctrl-C goes to the run, not to the file in flight.
-        proc = subprocess.Popen([sys.executable, "-m", "crate_dask.run.isolation", *(["--audio"] * self.audio)],
+        return subprocess.Popen([sys.executable, "-m", "crate_dask.run.isolation", *(["--audio"] * self.audio)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
+
+    def _start(self) -> subprocess.Popen:
+        proc, t0 = self._spawned or (None, time.monotonic())
+        self._spawned = None
+        if proc is None or proc.poll() is not None:   # none pre-started, or it died: start one now
+            t0 = time.monotonic()
+            proc = self._spawn()
         try:
             msg = _recv(proc.stdout.fileno(), time.monotonic() + _STARTUP_TIMEOUT_S)
         except (TimeoutError, EOFError):
@@ -198,10 +215,11 @@ class FileRunner:
 
     def close(self) -> None:
         """Stop the child process (if any)."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
+        procs = [p for p in (self._proc, self._spawned and self._spawned[0]) if p is not None]
+        self._proc = self._spawned = None
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
     @property
     def pid(self) -> int | None:

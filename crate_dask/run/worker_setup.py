@@ -43,6 +43,11 @@ def dask_setup(worker) -> None:  # noqa: ARG001 - the preload protocol passes th
             pass   # keep the terminal rather than fail the worker
     if dask.config.get("crate-dask.nice", False):
         be_nice()
+    if dask.config.get("crate-dask.prestart-audio", False):
+        # after be_nice: the analysis process inherits the priority
+        from crate_dask.run.isolation import get_runner
+
+        get_runner(audio=True).prestart()
     # Registered before the analysis runner's own atexit handler, so it runs after it (atexit is LIFO).
     atexit.register(_quick_exit)
 
