@@ -173,12 +173,14 @@ def test_closing_a_local_cluster_ends_its_processes_and_keeps_their_last_output(
     make_library(lib, 1)
     log = tmp_path / "cluster.log"
     settings = build_settings(cli={"progress": False, "workers": 1, "metadata_only": True})
-    with connect(settings.run, log_file=log) as c:
+    with connect(settings.run, log_file=log, audio=True) as c:   # audio: a pre-started analysis process too
         assert run_analysis(lib, tmp_path / "out", settings, client=c)["status"] == "complete"
         ((worker_pid, child),) = c.run(lambda: (os.getpid(), get_runner(False).pid)).values()
         assert child is not None
+        (early,) = [p.pid for p in psutil.Process(worker_pid).children()
+                    if "--audio" in p.cmdline()]
         c.run(print, "last words of the worker", end="")   # no newline: still in the stdout buffer
-    for pid in (worker_pid, child):
+    for pid in (worker_pid, child, early):
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert "last words of the worker" in log.read_text()
 

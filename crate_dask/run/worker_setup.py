@@ -43,13 +43,14 @@ def dask_setup(worker) -> None:  # noqa: ARG001 - the preload protocol passes th
             pass   # keep the terminal rather than fail the worker
     if dask.config.get("crate-dask.nice", False):
         be_nice()
+    # Registered before the analysis runner's own atexit handler, so it runs after it (atexit is LIFO).
+    atexit.register(_quick_exit)
     if dask.config.get("crate-dask.prestart-audio", False):
-        # after be_nice: the analysis process inherits the priority
+        # after be_nice, so the analysis process inherits the priority; and after _quick_exit is
+        # registered, so the runner's own atexit handler (registered as it is made) stops it first
         from crate_dask.run.isolation import get_runner
 
         get_runner(audio=True).prestart()
-    # Registered before the analysis runner's own atexit handler, so it runs after it (atexit is LIFO).
-    atexit.register(_quick_exit)
 
 
 def dask_teardown(worker) -> None:  # noqa: ARG001 - the preload protocol passes the worker
