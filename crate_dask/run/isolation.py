@@ -88,8 +88,9 @@ class FileRunner:
         self.audio = audio
         self._proc: subprocess.Popen | None = None
         self._base_rss = 0
-        self._spawned: tuple[subprocess.Popen, float] | None = None   # started, "ready" not yet read
-        self.startup_s: float = 0.0   # total seconds spent starting children (import + warm-up)
+        self._spawned: subprocess.Popen | None = None   # pre-started, its "ready" not yet read
+        # total seconds jobs waited for children to start (import + warm-up): work time is measured without it
+        self.startup_s: float = 0.0
 
     def prestart(self) -> None:
         """Start the child now and read its "ready" when the first job comes.
@@ -99,7 +100,7 @@ class FileRunner:
         instead of delaying the first file.
         """
         if self._proc is None and self._spawned is None:
-            self._spawned = (self._spawn(), time.monotonic())
+            self._spawned = self._spawn()
 
     def _spawn(self) -> subprocess.Popen:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -111,10 +112,9 @@ class FileRunner:
                                 env=env, start_new_session=True)
 
     def _start(self) -> subprocess.Popen:
-        proc, t0 = self._spawned or (None, time.monotonic())
-        self._spawned = None
+        t0 = time.monotonic()   # what the job waits: a pre-started child may be ready already
+        proc, self._spawned = self._spawned, None
         if proc is None or proc.poll() is not None:   # none pre-started, or it died: start one now
-            t0 = time.monotonic()
             proc = self._spawn()
         try:
             msg = _recv(proc.stdout.fileno(), time.monotonic() + _STARTUP_TIMEOUT_S)
@@ -215,7 +215,7 @@ class FileRunner:
 
     def close(self) -> None:
         """Stop the child process (if any)."""
-        procs = [p for p in (self._proc, self._spawned and self._spawned[0]) if p is not None]
+        procs = [p for p in (self._proc, self._spawned) if p is not None]
         self._proc = self._spawned = None
         for proc in procs:
             proc.kill()
