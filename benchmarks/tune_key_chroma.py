@@ -13,7 +13,7 @@ Each front end's frames are scored with every profile in :data:`crate_dask.featu
 
 * labelled: MIREX weighted score of the default excerpt (as the pipeline decodes it), per source;
 * label-free, on full-length tracks: the key from the frames of the pipeline's key windows (the middle
-  excerpt and the ``key_window_s`` windows) against the key from all frames of the whole track.
+  ``key_windows`` windows of ``key_window_s`` spread over the track) against the key from all frames of the whole track.
 
 ``CPU s/90 s`` is the front end's process time per 90 s of audio at 22050 Hz (this run, this load).
 """
@@ -137,7 +137,7 @@ def main() -> None:
                 tm = np.arange(len(f)) * step
                 ref = key_of(f, prof)
                 off, length = audiomod._window(dur, st.excerpt_s)
-                spans = [(off, length), *audiomod._key_windows(dur, off, length, st.key_window_s)]
+                spans = audiomod._key_windows(dur, length, st.key_window_s, st.key_windows) or [(off, length)]
                 mid = (tm >= off) & (tm < off + length)
                 win = np.zeros(len(f), bool)
                 for o, n in spans:

@@ -34,7 +34,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 LIMITS = ("file_timeout_s", "file_memory_mb")
 
 #: Bumped whenever an algorithm change makes old rows incomparable with new ones.
-ANALYSIS_VERSION = 3     # 2: tempo backbeat guard (since reverted); 3: the key is read from windows across the track
+ANALYSIS_VERSION = 4     # 2: tempo backbeat guard (since reverted); 3: the key is read from windows across the track;
+#                         4: from 48 short windows spread evenly over it
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,10 @@ class AnalysisSettings:
     metadata_only: bool = False
     sample_rate: int = 22050
     excerpt_s: float | None = 90.0    # None: the whole track; 90 s from the middle holds tempo and key
-    # Two more windows of this length, at 15 % and 85 % of the track, for the key only (None: the
-    # excerpt alone): one key for the whole track, not for its middle (README, "Accuracy").
-    key_window_s: float | None = 15.0
+    # The key is read from key_windows windows of this length spread evenly over the whole track (None:
+    # from the excerpt alone): one key for the whole track, not for its middle (README, "Accuracy").
+    key_window_s: float | None = 1.0
+    key_windows: int = 48
     bpm_min: float = 78.0
     bpm_max: float = 180.0
     key_profile: str = "auto"
@@ -230,6 +232,8 @@ def _validate(s: Settings) -> None:
         raise FatalError("excerpt_s must be positive (or unset for the whole track)")
     if a.key_window_s is not None and a.key_window_s <= 0:
         raise FatalError("key_window_s must be positive (or unset for the excerpt alone)")
+    if a.key_windows < 1:
+        raise FatalError("key_windows must be at least 1")
     if a.file_timeout_s <= 0:
         raise FatalError("file_timeout_s must be positive")
     if a.file_memory_mb < 16:

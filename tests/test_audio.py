@@ -88,16 +88,19 @@ def test_excerpt_comes_from_the_middle(ramp_files, ext):
 
 
 @pytest.mark.parametrize("ext", FORMATS)
-def test_key_windows_come_from_either_side_of_the_excerpt(ramp_files, ext):
-    ex = load_excerpt(ramp_files[ext], sr=22050, excerpt_s=4.0, key_window_s=1.0)
+def test_key_windows_are_spread_evenly_over_the_track(ramp_files, ext):
+    ex = load_excerpt(ramp_files[ext], sr=22050, excerpt_s=4.0, key_window_s=1.0, key_windows=4)
     assert ex.offset_s == pytest.approx(4.0, abs=0.1) and ex.duration_s == pytest.approx(4.0, abs=0.01)
     assert _amplitude(ex.y) == pytest.approx(0.5, abs=0.03)        # the excerpt is the same as without them
-    assert [round(len(w) / ex.sr, 2) for w in ex.key_windows] == [1.0, 1.0]
-    # Centred at 15 % and 85 % of the 12 s ramp (1.8 s and 10.2 s): amplitudes 0.22 and 0.78 (libsndfile's
-    # MP3 decoder starts with ~0.1 s of zeros after a seek, hence the tolerance).
-    assert [_amplitude(w) for w in ex.key_windows] == pytest.approx([0.22, 0.78], abs=0.05)
+    assert [round(len(w) / ex.sr, 2) for w in ex.key_windows] == [1.0] * 4
+    # Centred at 1/8, 3/8, 5/8 and 7/8 of the 12 s ramp (1.5, 4.5, 7.5, 10.5 s): amplitudes 0.2, 0.4, 0.6, 0.8
+    # (libsndfile's MP3 decoder starts with ~0.1 s of zeros after a seek, hence the tolerance).
+    assert [_amplitude(w) for w in ex.key_windows] == pytest.approx([0.2, 0.4, 0.6, 0.8], abs=0.05)
+    # The two inside the excerpt (4..8 s) are cut from it, not decoded again.
+    assert all(np.shares_memory(w, ex.y) for w in ex.key_windows[1:3])
+    assert not any(np.shares_memory(w, ex.y) for w in ex.key_windows[::3])
     assert load_excerpt(ramp_files[ext], excerpt_s=None, key_window_s=1.0).key_windows == ()  # whole track
-    assert load_excerpt(ramp_files[ext], excerpt_s=10.0, key_window_s=1.5).key_windows == ()  # no room
+    assert load_excerpt(ramp_files[ext], excerpt_s=4.0).key_windows == ()                      # not asked for
 
 
 @pytest.mark.parametrize("ext", FORMATS)

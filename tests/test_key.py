@@ -128,6 +128,32 @@ def test_key_from_windows_spread_over_a_track():
     assert estimate_key([np.zeros(5 * SR, np.float32)] * 3, sr=SR).note == "silent"
 
 
+def test_many_short_windows_are_judged_by_quarters_of_the_track():
+    a_minor, e_flat = cadence(9, "minor"), cadence(3, "major")
+
+    def chords(y):  # 1.5 s windows, one per chord: four of them (a quarter of 16) hold i-iv-V-i
+        return [y[int(j * 1.5 * SR):int((j + 1) * 1.5 * SR)] for j in range(4)]
+    windows = chords(a_minor) * 4
+    k = estimate_key(windows, sr=SR)
+    assert k.key == "A minor" and k.agreement == 1.0
+    # The last quarter of the windows in another key: the key holds in three quarters of the track.
+    mixed = estimate_key(windows[:12] + chords(e_flat), sr=SR)
+    assert mixed.key == "A minor" and mixed.agreement == pytest.approx(0.75, abs=0.1)
+    assert mixed.confidence < k.confidence
+
+
+def test_the_key_windows_of_a_file_give_the_key_of_the_whole_track(tmp_path):
+    """A track in A minor with a middle section in E flat major: the excerpt alone hears E flat major."""
+    from crate_dask.library.audio import load_excerpt
+
+    a_minor, e_flat = cadence(9, "minor"), cadence(3, "major")
+    p = tmp_path / "modulates.flac"
+    sf.write(p, np.concatenate([a_minor, a_minor, e_flat, a_minor, a_minor]), SR)   # 5 x 12 s
+    ex = load_excerpt(p, sr=SR, excerpt_s=12.0, key_window_s=1.0, key_windows=20)
+    assert estimate_key(ex.y, sr=SR).key == "D# major"
+    assert len(ex.key_windows) == 20 and estimate_key(list(ex.key_windows), sr=SR).key == "A minor"
+
+
 def test_silence_and_near_silence():
     assert estimate_key(np.zeros(10 * SR, np.float32), sr=SR) == Key(None, None, None, 0.0, "silent")
     quiet = (1e-5 * RNG.standard_normal(10 * SR)).astype(np.float32)

@@ -5,9 +5,10 @@ Pure numpy/scipy (no librosa, no numba) so that a fresh worker pays no JIT compi
 Method
 ------
 1. Frames of ~0.37 s (4096 points at 11025 Hz, 8192 at 22050 Hz), half overlapping, at most
-   ``_MAX_FRAMES`` of them spread over the excerpt. The input may be several segments (the pipeline
-   passes the 90 s middle excerpt and two 15 s windows at 15 % and 85 % of the track): each gets an
-   equal share of the frames, so the key is that of the whole track rather than of its middle.
+   ``_MAX_FRAMES_ONE`` of them spread over one excerpt. The input may be several segments (the
+   pipeline passes 48 windows of 1 s centred evenly over the whole track, those inside the tempo
+   excerpt cut from it): each gets an equal share of ``_MAX_FRAMES``, so the key is that of an even
+   sample of the whole track rather than of its middle.
 2. Spectral peaks between 50 Hz and 2 kHz that stand out of their neighbourhood (a local power
    maximum ``_PROMINENCE`` times above the local mean): drums and noise make few such peaks, so
    they barely count. Peak frequencies are refined by parabolic interpolation.
@@ -18,18 +19,22 @@ Method
    pitch classes of f/2 and f/3 (harmonic weighting: a partial is evidence for its fundamental).
    Frames are summed into one 12-bin chroma.
 5. The chroma is correlated (Pearson) with the 24 rotations of a major and a minor key profile;
-   the best rotation is the key. Confidence is the product of the share of the segments (of one
-   excerpt: its consecutive ~22 s windows, ``N_WINDOWS``) that have that key on their own (``Key.agreement``:
+   the best rotation is the key. Confidence is the product of the share of the track's quarters
+   (``N_WINDOWS`` consecutive groups of the segments; of one excerpt: its consecutive ~22 s
+   windows) that have that key on their own (``Key.agreement``:
    low for modulating or ambiguous music), of how well the chroma fits the profile (the best
    correlation, 0 at 0.6, 1 at 1) and, more weakly, of the margin over the second-best key.
 
 Choice by measurement
 ---------------------
 Where the key is read (issue 9): ``benchmarks/tune_key_windows.py MUSIC_DIR``, the key of
-a layout of windows against the key of the whole track, 47 real full-length tracks: the middle 90 s
-alone 0.660; the same 90 s plus 2 x 15 s at 15/85 %, equal frame shares, 0.766 (+30 s of decoding);
-5 x 18 s at 10..90 % 0.766 and 90 s + 2 x 30 s 0.787 (but tempo needs its contiguous 90 s, so those
-cost 72 and 60 s more). README, "Accuracy", has the table and the pipeline's figures.
+a layout of windows against the key of the whole track, 47 real full-length tracks (3-14 min): the
+middle 90 s alone 0.660; the same 90 s plus 2 x 15 s at 15/85 % 0.766 (ANALYSIS_VERSION 3); 48
+windows of 1 s centred evenly over the track, 0.85-0.94 over three placements of the grid (the
+default). Most of these tracks are long game-soundtrack pieces that change key: 2 x 15 s sample too
+little of them, and a short window every 2 % of the track samples all of it for about the same
+decoding (those in the middle 90 s are free). README, "Accuracy", has the table and the pipeline's
+figures.
 
 Issue 9 (real recordings): ``benchmarks/tune_key_real.py --labelled ../shared/eval/dev-real
 ../shared/eval/dev --stability MUSIC_DIR``: MIREX score on the 6 keyed GTZAN excerpts of dev-real
@@ -129,7 +134,10 @@ N_WINDOWS = 4
 _WINDOW_S = 20.0           # shortest window: a few bars, long enough to hold more than one chord
 _SILENCE_RMS = 10 ** (-70 / 20)
 _FMIN, _FMAX = 50.0, 2000.0
-_MAX_FRAMES = 320
+_MAX_FRAMES = 320          # over several segments (the key windows): 48 x 1 s hold 192
+#: Over one segment (an excerpt, or a whole track with ``excerpt_s`` unset): every frame of up to ~5 min
+#: of audio. Fewer, spread over a whole track, gave another key than all of its frames on 3 of 47 tracks.
+_MAX_FRAMES_ONE = 1600
 _PROMINENCE = 4.0          # peak power over local mean power (6 dB)
 _MIN_TONAL = 0.10          # tonal share of band power; white noise scores ~0.075, music >= 0.2
 _MIN_CORR = 0.35           # best profile correlation below which the chroma is not key-like
@@ -209,8 +217,10 @@ def estimate_key(y: np.ndarray | Sequence[np.ndarray], *, sr: float, profile: st
     if best < _MIN_CORR:
         return Key.none("no tonal content")
     name = f"{PITCH_CLASSES[order[0] % 12]} {'major' if order[0] < 12 else 'minor'}"
-    if len(segments) > 1:      # windows from across the track: does each have the key on its own?
-        parts = np.split(frames, np.cumsum(counts)[:-1])
+    if len(segments) > 1:      # windows from across the track: does each part of it have the key on its own?
+        groups = np.array_split(np.arange(len(segments)), min(N_WINDOWS, len(segments)))
+        ends = np.cumsum(counts)
+        parts = [frames[(ends[g[0]] - counts[g[0]]):ends[g[-1]]] for g in groups]
     else:
         parts = np.array_split(frames, int(np.clip(n / sr // _WINDOW_S, 1, min(N_WINDOWS, max(1, len(frames))))))
     agreement = _window_agreement(parts, int(order[0]), profile)
@@ -278,7 +288,7 @@ def _segment_chroma(y, *, sr, fmin=_FMIN, fmax=_FMAX, prominence=_PROMINENCE, co
         return np.zeros((0, 12)), 0.0, [0] * len(segments)
     # Each segment gets the same number of frames (fewer if it is short): a long middle excerpt
     # does not outvote the windows from the rest of the track (README, "Accuracy").
-    want = [min(a, _MAX_FRAMES // len(segments)) for a in avail]
+    want = [min(a, (_MAX_FRAMES_ONE if len(segments) == 1 else _MAX_FRAMES) // len(segments)) for a in avail]
     counts = [w if a == 0 or w > 0 else 1 for a, w in zip(avail, want)]
     window = np.hanning(n_fft).astype(np.float32)
     frames = np.concatenate([

@@ -58,8 +58,8 @@ PathLike = str | os.PathLike | bytes
 # truncated or damaged file: analysing the scrap that decodes would mislead.
 _MIN_DECODED_FRACTION = 0.5
 _SNIFF_BYTES = 64
-#: Where the extra key windows are centred, as fractions of the track (moved outside the excerpt).
-KEY_WINDOWS_AT = (0.15, 0.85)
+#: How many short key windows are spread evenly over a track that is longer than its excerpt.
+KEY_WINDOWS = 48
 
 
 class _Damaged(DecodeError):
@@ -75,8 +75,9 @@ class Excerpt:
     offset_s: float                #: where the excerpt starts in the track
     track_duration_s: float | None  #: whole-track duration from the header, if known
     gapless_delay_s: float = 0.0    #: MP3: start samples skipped per the LAME header (see the module notes)
-    #: Shorter windows from elsewhere in the track (``key_window_s``, at ``KEY_WINDOWS_AT``), in time order:
-    #: the key is read from them and ``y`` together, so that it holds for the whole track, not one part.
+    #: Short windows spread evenly over the whole track (``key_window_s`` long, ``KEY_WINDOWS`` of them), in
+    #: time order; those inside the excerpt are cut from ``y``. The key is read from them alone: an even
+    #: sample of the track, so that the key holds for the whole track, not for its middle.
     key_windows: tuple[np.ndarray, ...] = ()
 
     @property
@@ -86,7 +87,7 @@ class Excerpt:
 
 
 def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 120.0,
-                 key_window_s: float | None = None) -> Excerpt:
+                 key_window_s: float | None = None, key_windows: int = KEY_WINDOWS) -> Excerpt:
     """Decode a window from the middle of an audio file to mono float32 at ``sr``.
 
     Parameters
@@ -99,8 +100,11 @@ def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 1
         Length of the window, centred on the middle of the track; tracks
         shorter than this are decoded whole. ``None`` decodes the whole track.
     key_window_s : float > 0 or None
-        Also decode windows of this length centred at ``KEY_WINDOWS_AT`` of the track (moved so as
-        not to overlap the excerpt; left out where they do not fit) into ``key_windows``.
+        Also return ``key_windows`` windows of this length, centred evenly over the whole track, in
+        ``Excerpt.key_windows`` (none when the excerpt is the whole track). Those inside the excerpt
+        are cut from it; the others are decoded after a seek.
+    key_windows : int >= 1
+        How many key windows.
 
     Returns
     -------
@@ -130,12 +134,14 @@ def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 1
         raise ValueError(f"excerpt_s must be positive or None, got {excerpt_s}")
     if key_window_s is not None and key_window_s <= 0:
         raise ValueError(f"key_window_s must be positive or None, got {key_window_s}")
+    if key_windows < 1:
+        raise ValueError(f"key_windows must be at least 1, got {key_windows}")
     head = _read_head(path)
     order = (_decode_sndfile, _decode_av) if _sniff(head) == "sndfile" else (_decode_av, _decode_sndfile)
     problems = []
     for decode in order:
         try:
-            y, sr_in, offset_s, track_s, expected_s, extra = decode(path, excerpt_s, key_window_s)
+            y, sr_in, offset_s, track_s, expected_s, extra = decode(path, excerpt_s, key_window_s, key_windows)
         except _Damaged as exc:
             raise DecodeError(f"cannot decode audio: {exc}", error_type=exc.error_type) from None
         except DecodeError as exc:
@@ -151,8 +157,8 @@ def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 1
             problems.append((f"truncated: decoded {got_s:.1f} s of the {expected_s:.1f} s expected", "truncated"))
             continue
         delay = mp3_gapless_delay(path) if _is_mpeg(head) else 0.0
-        windows = tuple(_resample(w, sr_in, sr) for w in extra if len(w) >= 0.5 * sr_in * key_window_s)
-        return Excerpt(_resample(y, sr_in, sr), sr, offset_s, track_s, delay, windows)
+        y = _resample(y, sr_in, sr)
+        return Excerpt(y, sr, offset_s, track_s, delay, _key_audio(extra, y, sr, offset_s, sr_in, key_window_s))
     # The decoder that matched the sniffed format has the most relevant message.
     raise DecodeError(f"cannot decode audio: {problems[0][0]}", error_type=problems[0][1])
 
@@ -261,30 +267,49 @@ def _window(track_s: float | None, excerpt_s: float | None) -> tuple[float, floa
     return (track_s - excerpt_s) / 2.0, excerpt_s
 
 
-def _key_windows(track_s: float | None, offset_s: float, length_s: float | None,
-                 key_window_s: float | None) -> list[tuple[float, float]]:
-    """(offset_s, length_s) of the extra key windows: centred at ``KEY_WINDOWS_AT``, outside the excerpt.
+def _key_windows(track_s: float | None, length_s: float | None, key_window_s: float | None,
+                 count: int) -> list[tuple[float, float]]:
+    """(offset_s, length_s) of the key windows: ``count`` of them centred evenly over the track, in time order.
 
-    >>> _key_windows(300.0, 105.0, 90.0, 15.0)       # a 5-minute track: around 0:45 and 4:15
-    [(37.5, 15.0), (247.5, 15.0)]
-    >>> _key_windows(110.0, 10.0, 90.0, 15.0)        # 10 s either side of the excerpt: too little room
+    None when the excerpt is the whole track (``length_s`` None): the key is then read from all of it.
+
+    >>> _key_windows(300.0, 90.0, 2.0, 4)       # a 5-minute track: around 0:37, 1:52, 3:07 and 4:22
+    [(36.5, 2.0), (111.5, 2.0), (186.5, 2.0), (261.5, 2.0)]
+    >>> _key_windows(300.0, None, 2.0, 4)
     []
     """
-    if key_window_s is None or track_s is None or length_s is None:
+    if key_window_s is None or track_s is None or length_s is None or key_window_s >= track_s:
         return []
+    return [(min(max(0.0, (i + 0.5) / count * track_s - key_window_s / 2), track_s - key_window_s), key_window_s)
+            for i in range(count)]
+
+
+def _key_audio(extra: list[tuple[float, object]], y: np.ndarray, sr: int, offset_s: float, sr_in: int,
+               key_window_s: float | None) -> tuple[np.ndarray, ...]:
+    """The key windows at ``sr`` in time order, from a decoder's ``extra``: ``(offset_s, length_s)`` for a
+    window inside the excerpt (cut from ``y``, already at ``sr``), ``(offset_s, samples at sr_in)`` for one
+    it decoded. Windows cut short (the end of a truncated file) are left out."""
     out = []
-    for at in KEY_WINDOWS_AT:
-        start = at * track_s - key_window_s / 2
-        if at < 0.5:
-            start = min(start, offset_s - key_window_s)     # end before the excerpt starts
+    for o, w in extra:
+        if isinstance(w, np.ndarray):
+            w = _resample(w, sr_in, sr)
         else:
-            start = max(start, offset_s + length_s)          # start after it ends
-        if 0.0 <= start and start + key_window_s <= track_s:
-            out.append((start, key_window_s))
-    return out
+            n = int(round(w * sr))
+            start = int(np.clip(round((o - offset_s) * sr), 0, max(0, len(y) - n)))
+            w = y[start:start + n]
+        if len(w) >= 0.5 * sr * key_window_s:
+            out.append(w)
+    return tuple(out)
 
 
-def _decode_sndfile(path: PathLike, excerpt_s: float | None, key_window_s: float | None = None):
+def _inside(span: tuple[float, float], offset_s: float, length_s: float | None) -> bool:
+    """Whether ``span`` lies mostly within the excerpt, so that it is cut from it (moved inside) rather than decoded."""
+    o, n = span
+    return length_s is not None and min(o + n, offset_s + length_s) - max(o, offset_s) >= n / 2
+
+
+def _decode_sndfile(path: PathLike, excerpt_s: float | None, key_window_s: float | None = None,
+                    key_windows: int = KEY_WINDOWS):
     try:
         with sf.SoundFile(os.fsencode(path) if not isinstance(path, bytes) else path) as f:
             sr_in, frames = f.samplerate, f.frames
@@ -293,12 +318,13 @@ def _decode_sndfile(path: PathLike, excerpt_s: float | None, key_window_s: float
             offset_s, length_s = _window(track_s, excerpt_s)
             start = int(round(offset_s * sr_in))
             y = _sf_read(f, start, -1 if length_s is None else int(round(length_s * sr_in)))
-            extra = [_sf_read(f, int(round(o * sr_in)), int(round(n * sr_in)))
-                     for o, n in _key_windows(track_s, offset_s, length_s, key_window_s)]
+            extra = [(o, n) if _inside((o, n), offset_s, length_s) else
+                     (o, _mono(_sf_read(f, int(round(o * sr_in)), int(round(n * sr_in)))))
+                     for o, n in _key_windows(track_s, length_s, key_window_s, key_windows)]
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
         raise DecodeError(f"libsndfile: {_short(exc)}") from None
     expected = (length_s if length_s is not None else track_s - offset_s) if track_s else None
-    return _mono(y), sr_in, start / sr_in, track_s, expected, [_mono(w) for w in extra]
+    return _mono(y), sr_in, start / sr_in, track_s, expected, extra
 
 
 def _sf_read(f: sf.SoundFile, start: int, n: int) -> np.ndarray:
@@ -322,7 +348,8 @@ def _check_chunk_sizes(log: str) -> None:
                            error_type="truncated")
 
 
-def _decode_av(path: PathLike, excerpt_s: float | None, key_window_s: float | None = None):
+def _decode_av(path: PathLike, excerpt_s: float | None, key_window_s: float | None = None,
+               key_windows: int = KEY_WINDOWS):
     import av  # imported lazily: only files libsndfile cannot read need FFmpeg
 
     try:
@@ -336,8 +363,8 @@ def _decode_av(path: PathLike, excerpt_s: float | None, key_window_s: float | No
             track_s = _av_duration(container, stream)
             offset_s, length_s = _window(track_s, excerpt_s)
             y = _av_read(container, stream, sr_in, offset_s, length_s)
-            extra = [_av_read(container, stream, sr_in, o, n)
-                     for o, n in _key_windows(track_s, offset_s, length_s, key_window_s)]
+            extra = [(o, n) if _inside((o, n), offset_s, length_s) else (o, _av_read(container, stream, sr_in, o, n))
+                     for o, n in _key_windows(track_s, length_s, key_window_s, key_windows)]
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError, TypeError) as exc:
