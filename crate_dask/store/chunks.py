@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crate_dask.store.layout import chunks_dir
-from crate_dask.store.space import writing
+from crate_dask.store.space import write_parquet_atomically
 
 
 def _folder(out: str | os.PathLike, name: str) -> Path:
@@ -49,16 +49,8 @@ def write_chunk(table: pa.Table, out: str | os.PathLike, name: str, digest: str,
     folder = _folder(out, name)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{_prefix(digest, fingerprint)}{uuid.uuid4().hex[:12]}.parquet"
-    tmp = folder / f".{final.name}.tmp"
-    try:
-        with writing(folder, f"writing partition {name} (a chunk of it)", cleanup=tmp), open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_parquet_atomically(table, folder / f".{final.name}.tmp", final, folder,
+                             f"writing partition {name} (a chunk of it)")
     return final
 
 

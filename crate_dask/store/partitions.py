@@ -42,7 +42,7 @@ from crate_dask.store.layout import (
     state_path,
     tmp_dir,
 )
-from crate_dask.store.space import is_full, writing
+from crate_dask.store.space import is_full, write_parquet_atomically, writing
 
 
 
@@ -120,17 +120,8 @@ def write_partition(table: pa.Table, out: str | os.PathLike, name: str, meta: di
         tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     schema = table.schema.with_metadata({**(table.schema.metadata or {}),
                                          META_KEY: json.dumps(meta, sort_keys=True).encode()})
-    try:
-        with writing(out, doing or f"writing partition {name}", cleanup=tmp):
-            tmp.parent.mkdir(exist_ok=True)
-            with open(tmp, "wb") as fh:
-                pq.write_table(table.replace_schema_metadata(schema.metadata), fh, compression="zstd")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_parquet_atomically(table.replace_schema_metadata(schema.metadata), tmp, final, out,
+                             doing or f"writing partition {name}", compression="zstd")
     _fsync_dir(final.parent)
     return final
 

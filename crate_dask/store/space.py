@@ -55,3 +55,24 @@ def writing(path: str | os.PathLike, doing: str, *, cleanup: str | os.PathLike |
             with contextlib.suppress(OSError):
                 os.unlink(cleanup)
         raise NoSpaceError(describe(path), doing) from None
+
+
+def write_parquet_atomically(table, tmp: Path, final: Path, where: str | os.PathLike, doing: str, **options) -> None:
+    """Write ``table`` to ``tmp``, fsync it and rename it to ``final``: a reader sees all of it or nothing.
+
+    ``options`` go to ``pyarrow.parquet.write_table``. On a full disk (of ``where``) the temp file is
+    removed and :class:`~crate_dask.errors.NoSpaceError` says ``doing``; on any error no temp file stays.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        with writing(where, doing, cleanup=tmp):
+            tmp.parent.mkdir(exist_ok=True)
+            with open(tmp, "wb") as fh:
+                pq.write_table(table, fh, **options)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
