@@ -46,6 +46,13 @@ def make_library(root: Path, n: int, *, exts=("flac", "wav", "mp3", "ogg", "aiff
     return paths
 
 
+#: ``crate-dask`` as a terminal's foreground job starts it, with Ctrl-C (SIGINT) acted on. A shell without job
+#: control starts background commands with SIGINT ignored, and Python then leaves it ignored; tests that send
+#: SIGINT must not depend on how the test run itself was started.
+FOREGROUND_CLI = [sys.executable, "-c", "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                  "runpy.run_module('crate_dask.cli', run_name='__main__', alter_sys=True)"]
+
+
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``crate-dask ARGS`` in a subprocess (the real console entry point)."""
     return subprocess.run([sys.executable, "-m", "crate_dask.cli", *args], capture_output=True, text=True,

@@ -12,7 +12,7 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 import pytest
-from conftest import copies_library, make_library, run_cli
+from conftest import FOREGROUND_CLI, copies_library, make_library, run_cli
 
 from crate_dask.config import build_settings
 from crate_dask.run import events as ev
@@ -188,7 +188,7 @@ def test_closing_a_local_cluster_ends_its_processes_and_keeps_their_last_output(
 def test_ctrl_c_prints_a_few_lines_and_the_cluster_logs_go_to_a_file(tmp_path):
     lib = copies_library(tmp_path / "lib", 3000)
     out = tmp_path / "out"
-    proc = subprocess.Popen([*CLI, "analyze", str(lib), "--out", str(out), "--metadata-only", "--workers", "2",
+    proc = subprocess.Popen([*FOREGROUND_CLI, "analyze", str(lib), "--out", str(out), "--metadata-only", "--workers", "2",
                              "--chunk-size", "10", "--partition-size", "200"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "COLUMNS": "200"})

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_library
+from conftest import FOREGROUND_CLI, make_library
 from pathological import wav_with_empty_chunks
 
 from crate_dask.config import build_settings
@@ -163,7 +163,7 @@ def test_ctrl_c_in_a_terminal_records_no_false_error_and_the_summary_counts_what
     make_library(lib, 6, nested=1)
     slow = wav_with_empty_chunks(lib / "folder0" / "track 0002 slow.wav", 4 * PATHOLOGICAL_CHUNKS)
     out = tmp_path / "out"
-    args = [*CLI, "analyze", str(lib), "--out", str(out), "--metadata-only", "--workers", "2",
+    args = [*FOREGROUND_CLI, "analyze", str(lib), "--out", str(out), "--metadata-only", "--workers", "2",
             "--partition-size", "2", "--file-timeout", "600", "--no-progress"]
     # its own session and process group, like a shell's foreground job: Ctrl-C is SIGINT to that group
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
