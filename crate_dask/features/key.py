@@ -128,8 +128,8 @@ AUTO_PROFILE = "braw"
 ENSEMBLE = ("shaath", "kostka", "bgate")
 
 MIN_DURATION_S = 3.0
-#: Consecutive windows of a single excerpt whose keys are compared for ``Key.agreement`` (several
-#: segments are compared as they are).
+#: Parts whose keys are compared for ``Key.agreement``: consecutive windows of a single excerpt, or
+#: consecutive groups of several segments (the quarters of the track the key windows sample).
 N_WINDOWS = 4
 _WINDOW_S = 20.0           # shortest window: a few bars, long enough to hold more than one chord
 _SILENCE_RMS = 10 ** (-70 / 20)
@@ -153,9 +153,9 @@ class Key:
     open_key: str | None
     confidence: float
     note: str | None = None
-    #: Share of the segments, or of one excerpt's ``N_WINDOWS`` consecutive windows (weighted by their
-    #: tonal mass), whose own best key is ``key``: 1 for a key that holds throughout, low for modulating
-    #: or ambiguous music.
+    #: Share of the ``N_WINDOWS`` parts (of one excerpt: consecutive windows; of several segments:
+    #: consecutive groups of them), weighted by their tonal mass, whose own best key is ``key``: 1 for
+    #: a key that holds throughout, low for modulating or ambiguous music.
     agreement: float = 0.0
 
     @classmethod

@@ -284,20 +284,28 @@ def _key_windows(track_s: float | None, length_s: float | None, key_window_s: fl
             for i in range(count)]
 
 
-def _key_audio(extra: list[tuple[float, object]], y: np.ndarray, sr: int, offset_s: float, sr_in: int,
+def _read_key_windows(track_s: float | None, offset_s: float, length_s: float | None, key_window_s: float | None,
+                      count: int, read) -> list[tuple[float, np.ndarray | None]]:
+    """``(offset_s, samples)`` of each key window, in time order: ``read(offset_s, length_s)`` decodes the ones
+    outside the excerpt (``offset_s``, ``length_s``); the ones inside it get ``None`` (cut from it later)."""
+    return [(o, None if _inside((o, n), offset_s, length_s) else read(o, n))
+            for o, n in _key_windows(track_s, length_s, key_window_s, count)]
+
+
+def _key_audio(extra: list[tuple[float, np.ndarray | None]], y: np.ndarray, sr: int, offset_s: float, sr_in: int,
                key_window_s: float | None) -> tuple[np.ndarray, ...]:
-    """The key windows at ``sr`` in time order, from a decoder's ``extra``: ``(offset_s, length_s)`` for a
-    window inside the excerpt (cut from ``y``, already at ``sr``), ``(offset_s, samples at sr_in)`` for one
-    it decoded. Windows cut short (the end of a truncated file) are left out."""
+    """The key windows at ``sr`` from :func:`_read_key_windows`'s list: a decoded window is resampled, one
+    inside the excerpt is cut from ``y`` (already at ``sr``). Windows cut short (the end of a truncated
+    file) are left out."""
     out = []
+    n = int(round((key_window_s or 0.0) * sr))
     for o, w in extra:
-        if isinstance(w, np.ndarray):
+        if w is not None:
             w = _resample(w, sr_in, sr)
         else:
-            n = int(round(w * sr))
             start = int(np.clip(round((o - offset_s) * sr), 0, max(0, len(y) - n)))
             w = y[start:start + n]
-        if len(w) >= 0.5 * sr * key_window_s:
+        if len(w) >= n / 2:
             out.append(w)
     return tuple(out)
 
@@ -318,9 +326,8 @@ def _decode_sndfile(path: PathLike, excerpt_s: float | None, key_window_s: float
             offset_s, length_s = _window(track_s, excerpt_s)
             start = int(round(offset_s * sr_in))
             y = _sf_read(f, start, -1 if length_s is None else int(round(length_s * sr_in)))
-            extra = [(o, n) if _inside((o, n), offset_s, length_s) else
-                     (o, _mono(_sf_read(f, int(round(o * sr_in)), int(round(n * sr_in)))))
-                     for o, n in _key_windows(track_s, length_s, key_window_s, key_windows)]
+            extra = _read_key_windows(track_s, offset_s, length_s, key_window_s, key_windows,
+                                      lambda o, n: _mono(_sf_read(f, int(round(o * sr_in)), int(round(n * sr_in)))))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
         raise DecodeError(f"libsndfile: {_short(exc)}") from None
     expected = (length_s if length_s is not None else track_s - offset_s) if track_s else None
@@ -363,8 +370,8 @@ def _decode_av(path: PathLike, excerpt_s: float | None, key_window_s: float | No
             track_s = _av_duration(container, stream)
             offset_s, length_s = _window(track_s, excerpt_s)
             y = _av_read(container, stream, sr_in, offset_s, length_s)
-            extra = [(o, n) if _inside((o, n), offset_s, length_s) else (o, _av_read(container, stream, sr_in, o, n))
-                     for o, n in _key_windows(track_s, length_s, key_window_s, key_windows)]
+            extra = _read_key_windows(track_s, offset_s, length_s, key_window_s, key_windows,
+                                      lambda o, n: _av_read(container, stream, sr_in, o, n))
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError, TypeError) as exc:
