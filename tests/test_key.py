@@ -171,6 +171,18 @@ def test_white_noise_has_no_key():
     assert k.key is None and k.note == "no tonal content"
 
 
+def test_a_key_heard_through_loud_noise_is_kept_and_noise_alone_has_none():
+    # A tonal share between noise's (~0.075) and _MIN_TONAL: a strong fit to a key profile decides.
+    rng = np.random.default_rng(1)
+    chords = cadence(9, "minor")
+    buried = (chords + 8 * np.std(chords) * rng.standard_normal(len(chords))).astype(np.float32)
+    _, tonal = chroma_profile(buried, sr=SR)
+    assert 0.06 < tonal < 0.10
+    assert estimate_key(buried, sr=SR).key == "A minor"
+    drowned = (chords + 16 * np.std(chords) * rng.standard_normal(len(chords))).astype(np.float32)
+    assert estimate_key(drowned, sr=SR).note == "no tonal content"
+
+
 def test_unpitched_drums_have_no_key():
     n, beat = 20 * SR, int(60 / 124 * SR)
     y = np.zeros(n)
