@@ -34,8 +34,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 LIMITS = ("file_timeout_s", "file_memory_mb")
 
 #: Bumped whenever an algorithm change makes old rows incomparable with new ones.
-ANALYSIS_VERSION = 4     # 2: tempo backbeat guard (since reverted); 3: the key is read from windows across the track;
-#                         4: from 48 short windows spread evenly over it
+ANALYSIS_VERSION = 5     # 2: tempo backbeat guard (since reverted); 3: the key is read from windows across the track;
+#                         4: from 48 short windows spread evenly over it; 5: a strong fit keeps a key under loud drums
 
 
 @dataclass(frozen=True)
