@@ -57,15 +57,20 @@ def norm_key(tonic: str, scale: str | None = None) -> str:
 
 
 def load(path: str) -> np.ndarray:
-    """Mono float32 at 44.1 kHz: Essentia's loader, or PyAV where its FFmpeg lacks the codec (Opus)."""
+    """Mono float32 at 44.1 kHz: Essentia's loader, or PyAV where its FFmpeg lacks the codec.
+
+    Opus goes straight to PyAV: Essentia's loader refuses it and then crashes the process that asked,
+    which would stall the pool.
+    """
     import essentia.standard as es
 
-    try:
-        a = es.MonoLoader(filename=path, sampleRate=SR)()
-        if len(a):
-            return np.asarray(a, dtype=np.float32)
-    except Exception:  # noqa: BLE001 - any loader failure: try the other decoder
-        pass
+    if not path.lower().endswith(".opus"):
+        try:
+            a = es.MonoLoader(filename=path, sampleRate=SR)()
+            if len(a):
+                return np.asarray(a, dtype=np.float32)
+        except Exception:  # noqa: BLE001 - any loader failure: try the other decoder
+            pass
     import av
 
     chunks = []
