@@ -88,6 +88,27 @@ def test_a_child_killed_while_idle_is_restarted(runner, good):
     assert abs(runner.analyze(good, SETTINGS)["bpm"] - 126.0) < 0.5
 
 
+def test_a_child_found_dead_between_answers_is_a_crash_of_the_file_it_had_not_a_resend(tag_runner, good,
+                                                                                          tmp_path):
+    # The child answered the first file and died on the second before the runner looked again: that
+    # file crashed it. (It used to be resent to a fresh child as if the child had died idle.)
+    fifo = tmp_path / "dies-on-it.wav"
+    os.mkfifo(fifo)
+    tag_runner.read_tags(good, SETTINGS)
+    opened = _open_writer_when_child_reads(fifo)
+    results = tag_runner.run([("tags", (good, None)), ("tags", (str(fifo), None))],
+                             dataclasses.replace(SETTINGS, file_timeout_s=60))   # a resend would time out
+    assert next(results)["format"] == "flac"     # the runner now waits here, the FIFO already sent
+    assert opened.wait(600)
+    pid = tag_runner.pid
+    os.kill(pid, signal.SIGKILL)
+    tag_runner._proc.wait(timeout=60)          # dead before the runner looks: poll() says so
+    os.close(opened.fd)
+    crashed = next(results)
+    assert isinstance(crashed, ReaderCrashed) and "signal 9" in str(crashed)
+    assert tag_runner.read_tags(good, SETTINGS)["format"] == "flac" and tag_runner.pid != pid
+
+
 def test_decode_errors_come_back_as_domain_errors(runner, tmp_path):
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x10" + os.urandom(20000))

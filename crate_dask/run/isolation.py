@@ -149,11 +149,12 @@ class FileRunner:
         pending: collections.deque[int] = collections.deque()   # sent, not answered; [0] is in flight
         started = 0.0
         while todo or pending:
-            if self._proc is None or self._proc.poll() is not None:
+            # A child that died with files sent died on the oldest of them: the receive below reads its last
+            # answers, then the EOF, and records the crash. Restarting here would resend that file to a fresh
+            # child as if nothing had happened (seen on a loaded machine: a kill just as the file was opened).
+            if self._proc is None or (self._proc.poll() is not None and not pending):
                 self._proc = None
                 self._proc = self._start()
-                todo.extendleft(reversed(pending))   # a child that died while idle: resend what it had
-                pending.clear()
             try:
                 while todo and len(pending) < WINDOW:
                     op, args = jobs[todo[0]]
