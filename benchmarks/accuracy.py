@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.direct:
         systems["crate_dask"] = run_direct(paths, args.excerpt)
     else:
-        systems["crate_dask"] = run_cli(args.dataset / "audio" if (args.dataset / "audio").is_dir() else args.dataset, paths, args.excerpt, args.workers)
+        audio_dir = args.dataset / "audio" if (args.dataset / "audio").is_dir() else args.dataset   # or a plain folder
+        systems["crate_dask"] = run_cli(audio_dir, paths, args.excerpt, args.workers)
     print(f"crate_dask: {len(paths)} files in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     if args.baseline:
         t0 = time.perf_counter()
@@ -161,8 +162,7 @@ def load_annotations(dataset: Path, required: bool = True) -> pd.DataFrame:
     """``file, bpm (float or nan), key (str or None), source``; without ``annotations.csv`` (and not
     ``required``) every audio file under ``dataset``, unlabelled."""
     if not required and not (dataset / "annotations.csv").is_file():
-        files = sorted(p for p in dataset.rglob("*") if p.suffix.lower() in AUDIO_EXT and p.is_file())
-        return pd.DataFrame({"file": [str(p.relative_to(dataset)) for p in files], "bpm": math.nan,
+        return pd.DataFrame({"file": [str(p.relative_to(dataset)) for p in audio_files(dataset)], "bpm": math.nan,
                              "key": None, "source": dataset.name})
     df = pd.read_csv(dataset / "annotations.csv", dtype={"file": str, "key": str, "source": str})
     df["bpm"] = pd.to_numeric(df["bpm"], errors="coerce")
@@ -420,6 +420,11 @@ def markdown(scores: dict[str, dict[str, dict[str, float]]]) -> str:
 AUDIO_EXT = {".mp3", ".ogg", ".opus", ".flac", ".wav", ".m4a", ".aiff", ".aif"}
 
 
+def audio_files(folder: Path) -> list[Path]:
+    """The audio files under ``folder``, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXT and p.is_file())
+
+
 def stability(music_dir: Path, limit: int | None = None) -> str:
     """Key/BPM agreement: default excerpt vs whole track, first vs second half, excerpt vs MP3 copy."""
     import soundfile as sf
@@ -429,7 +434,7 @@ def stability(music_dir: Path, limit: int | None = None) -> str:
     from crate_dask.config import AnalysisSettings
 
     settings = AnalysisSettings()
-    files = sorted(p for p in music_dir.rglob("*") if p.suffix.lower() in AUDIO_EXT and p.is_file())[:limit]
+    files = audio_files(music_dir)[:limit]
     rows = []
     for p in files:
         whole = load_excerpt(p, sr=settings.sample_rate, excerpt_s=None)
