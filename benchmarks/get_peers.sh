@@ -16,7 +16,7 @@ mkdir -p "$DIR"
 "$PY" -m venv --without-pip "$DIR/essentia"
 "$PY" -m pip --python "$DIR/essentia/bin/python" install -q essentia av numpy
 "$PY" -m venv --without-pip "$DIR/madmom"
-"$PY" -m pip --python "$DIR/madmom/bin/python" install -q 'numpy<1.24' 'scipy<1.12' cython mido 'setuptools<70' wheel  # madmom imports pkg_resources
+"$PY" -m pip --python "$DIR/madmom/bin/python" install -q 'numpy<1.24' 'scipy<1.12' cython mido 'setuptools<70' wheel pytest-runner  # madmom imports pkg_resources; its setup_requires names pytest-runner
 "$PY" -m pip --python "$DIR/madmom/bin/python" install -q --no-build-isolation madmom==0.16.1
 "$DIR/essentia/bin/python" -c "import essentia.standard" && echo "essentia: $DIR/essentia/bin/python"
 "$DIR/madmom/bin/python" -c "import collections, collections.abc
