@@ -184,8 +184,7 @@ def run_direct(paths: list[Path], excerpt_s: float | None) -> pd.DataFrame:
     rows = []
     for p in paths:
         try:
-            ex = load_excerpt(p, sr=settings.sample_rate, excerpt_s=settings.excerpt_s, key_window_s=settings.key_window_s,
-                              key_windows=settings.key_windows)
+            ex = load_excerpt(p, **settings.excerpt_options())
             r = analyze_signal(ex.y, sr=ex.sr, settings=settings, key_windows=ex.key_windows)
             rows.append(r)
         except FileProblem as exc:
@@ -440,8 +439,7 @@ def stability(music_dir: Path, limit: int | None = None) -> str:
         whole = load_excerpt(p, sr=settings.sample_rate, excerpt_s=None)
         if whole.duration_s < 2 * (settings.excerpt_s or 90.0) * 0.75:
             continue  # too short for the excerpt to differ from the whole track
-        ex = load_excerpt(p, sr=settings.sample_rate, excerpt_s=settings.excerpt_s, key_window_s=settings.key_window_s,
-                              key_windows=settings.key_windows)
+        ex = load_excerpt(p, **settings.excerpt_options())
         y, sr = whole.y, whole.sr
         half = y.size // 2
         with tempfile.TemporaryDirectory() as tmp:
@@ -449,8 +447,7 @@ def stability(music_dir: Path, limit: int | None = None) -> str:
             with sf.SoundFile(str(mp3), "w", sr, 1, format="MP3") as f:
                 for i in range(0, y.size, 65536):
                     f.write(y[i:i + 65536])
-            ex_mp3 = load_excerpt(mp3, sr=sr, excerpt_s=settings.excerpt_s, key_window_s=settings.key_window_s,
-                              key_windows=settings.key_windows)
+            ex_mp3 = load_excerpt(mp3, **settings.excerpt_options())
         # The excerpts as the pipeline analyses them (with the key windows), the whole track and its halves whole.
         r = {name: analyze_signal(e.y, sr=sr, settings=settings, key_windows=e.key_windows)
              for name, e in (("excerpt", ex), ("mp3", ex_mp3))}

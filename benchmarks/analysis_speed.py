@@ -108,8 +108,7 @@ def per_file_costs(files: list[Path], excerpt_s: float | None, *, baseline: bool
     for p in files:
         try:
             t0 = time.process_time()
-            ex = load_excerpt(p, sr=settings.sample_rate, excerpt_s=settings.excerpt_s, key_window_s=settings.key_window_s,
-                              key_windows=settings.key_windows)
+            ex = load_excerpt(p, **settings.excerpt_options())
             t1 = time.process_time()
             analyze_signal(ex.y, sr=ex.sr, settings=settings, key_windows=ex.key_windows)
             t2 = time.process_time()

@@ -137,7 +137,8 @@ def main() -> None:
                 tm = np.arange(len(f)) * step
                 ref = key_of(f, prof)
                 off, length = audiomod._window(dur, st.excerpt_s)
-                spans = audiomod._key_windows(dur, length, st.key_window_s, st.key_windows) or [(off, length)]
+                spans = audiomod._key_windows(dur, length, st.key_window_s, st.key_windows,
+                                                 st.key_window_spacing_s) or [(off, length)]
                 mid = (tm >= off) & (tm < off + length)
                 win = np.zeros(len(f), bool)
                 for o, n in spans:

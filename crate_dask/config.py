@@ -34,8 +34,9 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 LIMITS = ("file_timeout_s", "file_memory_mb")
 
 #: Bumped whenever an algorithm change makes old rows incomparable with new ones.
-ANALYSIS_VERSION = 5     # 2: tempo backbeat guard (since reverted); 3: the key is read from windows across the track;
-#                         4: from 48 short windows spread evenly over it; 5: a strong fit keeps a key under loud drums
+ANALYSIS_VERSION = 6     # 2: tempo backbeat guard (since reverted); 3: the key is read from windows across the track;
+#                         4: from 48 short windows spread evenly over it; 5: a strong fit keeps a key under loud drums;
+#                         6: one key window per 5 s of a track longer than 4 min (up to 96)
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,25 @@ class AnalysisSettings:
     excerpt_s: float | None = 90.0    # None: the whole track; 90 s from the middle holds tempo and key
     # The key is read from key_windows windows of this length spread evenly over the whole track (None:
     # from the excerpt alone): one key for the whole track, not for its middle (README, "Accuracy").
+    # A track longer than key_windows x key_window_spacing_s (4 min) gets one window per spacing, up to
+    # twice key_windows (None: always key_windows).
     key_window_s: float | None = 1.0
     key_windows: int = 48
+    key_window_spacing_s: float | None = 5.0
     bpm_min: float = 78.0
     bpm_max: float = 180.0
     key_profile: str = "auto"
     file_timeout_s: float = 60.0      # per file, for reading tags and for the audio analysis
     file_memory_mb: float = 2048.0    # per file: memory the isolated reader may add beyond its start-up size
+
+    def excerpt_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`crate_dask.library.audio.load_excerpt` that these settings fix.
+
+        >>> AnalysisSettings(excerpt_s=30.0).excerpt_options()["excerpt_s"]
+        30.0
+        """
+        return {"sr": self.sample_rate, "excerpt_s": self.excerpt_s, "key_window_s": self.key_window_s,
+                "key_windows": self.key_windows, "key_window_spacing_s": self.key_window_spacing_s}
 
     def fingerprint(self) -> str:
         """A short stable hash of the settings that produced a row.
@@ -234,6 +247,8 @@ def _validate(s: Settings) -> None:
         raise FatalError("key_window_s must be positive (or unset for the excerpt alone)")
     if a.key_windows < 1:
         raise FatalError("key_windows must be at least 1")
+    if a.key_window_spacing_s is not None and a.key_window_spacing_s <= 0:
+        raise FatalError("key_window_spacing_s must be positive (or unset for always key_windows)")
     if a.file_timeout_s <= 0:
         raise FatalError("file_timeout_s must be positive")
     if a.file_memory_mb < 16:

@@ -103,6 +103,22 @@ def test_key_windows_are_spread_evenly_over_the_track(ramp_files, ext):
     assert load_excerpt(ramp_files[ext], excerpt_s=4.0).key_windows == ()                      # not asked for
 
 
+@pytest.mark.parametrize("ext", ["wav", "ogg", "mp3", "m4a"])
+def test_a_longer_track_gets_one_key_window_per_spacing_up_to_twice_the_count(ramp_files, ext):
+    def amplitudes(spacing_s: float) -> list[float]:
+        ex = load_excerpt(ramp_files[ext], sr=22050, excerpt_s=4.0, key_window_s=1.0, key_windows=2,
+                          key_window_spacing_s=spacing_s)
+        return [_amplitude(w) for w in ex.key_windows]
+
+    # The 12 s ramp (amplitude 0.1 + 0.8 t / 12): one window per 4 s is 3 windows, centred at 2, 6 and 10 s.
+    assert amplitudes(4.0) == pytest.approx([0.233, 0.5, 0.767], abs=0.05)
+    # One per 6 s is 2, the count itself (at 3 and 9 s); one per 2 s would be 6, capped at twice the count.
+    assert amplitudes(6.0) == pytest.approx([0.3, 0.7], abs=0.05)
+    assert amplitudes(2.0) == pytest.approx([0.2, 0.4, 0.6, 0.8], abs=0.05)
+    with pytest.raises(ValueError, match="key_window_spacing_s"):
+        load_excerpt(ramp_files[ext], excerpt_s=4.0, key_window_s=1.0, key_window_spacing_s=0.0)
+
+
 @pytest.mark.parametrize("ext", FORMATS)
 def test_whole_track(ramp_files, ext):
     ex = load_excerpt(ramp_files[ext], sr=11025, excerpt_s=None)

@@ -58,7 +58,7 @@ PathLike = str | os.PathLike | bytes
 # truncated or damaged file: analysing the scrap that decodes would mislead.
 _MIN_DECODED_FRACTION = 0.5
 _SNIFF_BYTES = 64
-#: How many short key windows are spread evenly over a track that is longer than its excerpt.
+#: How many short key windows are spread evenly over a track that is longer than its excerpt (at least).
 KEY_WINDOWS = 48
 
 
@@ -87,7 +87,8 @@ class Excerpt:
 
 
 def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 120.0,
-                 key_window_s: float | None = None, key_windows: int = KEY_WINDOWS) -> Excerpt:
+                 key_window_s: float | None = None, key_windows: int = KEY_WINDOWS,
+                 key_window_spacing_s: float | None = None) -> Excerpt:
     """Decode a window from the middle of an audio file to mono float32 at ``sr``.
 
     Parameters
@@ -104,7 +105,11 @@ def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 1
         ``Excerpt.key_windows`` (none when the excerpt is the whole track). Those inside the excerpt
         are cut from it; the others are decoded after a seek.
     key_windows : int >= 1
-        How many key windows.
+        How many key windows (at least, with ``key_window_spacing_s``).
+    key_window_spacing_s : float > 0 or None
+        A track longer than ``key_windows`` times this gets one window per ``key_window_spacing_s``
+        seconds instead, up to ``2 * key_windows``: a long piece has more music to sample. None: always
+        ``key_windows``.
 
     Returns
     -------
@@ -136,12 +141,15 @@ def load_excerpt(path: PathLike, *, sr: int = 22050, excerpt_s: float | None = 1
         raise ValueError(f"key_window_s must be positive or None, got {key_window_s}")
     if key_windows < 1:
         raise ValueError(f"key_windows must be at least 1, got {key_windows}")
+    if key_window_spacing_s is not None and key_window_spacing_s <= 0:
+        raise ValueError(f"key_window_spacing_s must be positive or None, got {key_window_spacing_s}")
+    windows = (key_window_s, key_windows, key_window_spacing_s)
     head = _read_head(path)
     order = (_decode_sndfile, _decode_av) if _sniff(head) == "sndfile" else (_decode_av, _decode_sndfile)
     problems = []
     for decode in order:
         try:
-            y, sr_in, offset_s, track_s, expected_s, extra = decode(path, excerpt_s, key_window_s, key_windows)
+            y, sr_in, offset_s, track_s, expected_s, extra = decode(path, excerpt_s, windows)
         except _Damaged as exc:
             raise DecodeError(f"cannot decode audio: {exc}", error_type=exc.error_type) from None
         except DecodeError as exc:
@@ -268,28 +276,33 @@ def _window(track_s: float | None, excerpt_s: float | None) -> tuple[float, floa
 
 
 def _key_windows(track_s: float | None, length_s: float | None, key_window_s: float | None,
-                 count: int) -> list[tuple[float, float]]:
-    """(offset_s, length_s) of the key windows: ``count`` of them centred evenly over the track, in time order.
+                 count: int, spacing_s: float | None = None) -> list[tuple[float, float]]:
+    """(offset_s, length_s) of the key windows: ``count`` of them centred evenly over the track, in time order
+    (one per ``spacing_s`` of a track longer than ``count * spacing_s``, at most ``2 * count``).
 
     None when the excerpt is the whole track (``length_s`` None): the key is then read from all of it.
 
     >>> _key_windows(300.0, 90.0, 2.0, 4)       # a 5-minute track: around 0:37, 1:52, 3:07 and 4:22
     [(36.5, 2.0), (111.5, 2.0), (186.5, 2.0), (261.5, 2.0)]
+    >>> len(_key_windows(300.0, 90.0, 1.0, 4, spacing_s=60.0)), len(_key_windows(900.0, 90.0, 1.0, 4, 60.0))
+    (5, 8)
     >>> _key_windows(300.0, None, 2.0, 4)
     []
     """
     if key_window_s is None or track_s is None or length_s is None or key_window_s >= track_s:
         return []
+    if spacing_s is not None:
+        count = int(min(2 * count, max(count, round(track_s / spacing_s))))
     return [(min(max(0.0, (i + 0.5) / count * track_s - key_window_s / 2), track_s - key_window_s), key_window_s)
             for i in range(count)]
 
 
-def _read_key_windows(track_s: float | None, offset_s: float, length_s: float | None, key_window_s: float | None,
-                      count: int, read) -> list[tuple[float, np.ndarray | None]]:
+def _read_key_windows(track_s: float | None, offset_s: float, length_s: float | None,
+                      windows: tuple[float | None, int, float | None], read) -> list[tuple[float, np.ndarray | None]]:
     """``(offset_s, samples)`` of each key window, in time order: ``read(offset_s, length_s)`` decodes the ones
     outside the excerpt (``offset_s``, ``length_s``); the ones inside it get ``None`` (cut from it later)."""
     return [(o, None if _inside((o, n), offset_s, length_s) else read(o, n))
-            for o, n in _key_windows(track_s, length_s, key_window_s, count)]
+            for o, n in _key_windows(track_s, length_s, *windows)]
 
 
 def _key_audio(extra: list[tuple[float, np.ndarray | None]], y: np.ndarray, sr: int, offset_s: float, sr_in: int,
@@ -316,8 +329,8 @@ def _inside(span: tuple[float, float], offset_s: float, length_s: float | None) 
     return length_s is not None and min(o + n, offset_s + length_s) - max(o, offset_s) >= n / 2
 
 
-def _decode_sndfile(path: PathLike, excerpt_s: float | None, key_window_s: float | None = None,
-                    key_windows: int = KEY_WINDOWS):
+def _decode_sndfile(path: PathLike, excerpt_s: float | None,
+                    windows: tuple[float | None, int, float | None] = (None, KEY_WINDOWS, None)):
     try:
         with sf.SoundFile(os.fsencode(path) if not isinstance(path, bytes) else path) as f:
             sr_in, frames = f.samplerate, f.frames
@@ -326,7 +339,7 @@ def _decode_sndfile(path: PathLike, excerpt_s: float | None, key_window_s: float
             offset_s, length_s = _window(track_s, excerpt_s)
             start = int(round(offset_s * sr_in))
             y = _sf_read(f, start, -1 if length_s is None else int(round(length_s * sr_in)))
-            extra = _read_key_windows(track_s, offset_s, length_s, key_window_s, key_windows,
+            extra = _read_key_windows(track_s, offset_s, length_s, windows,
                                       lambda o, n: _mono(_sf_read(f, int(round(o * sr_in)), int(round(n * sr_in)))))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
         raise DecodeError(f"libsndfile: {_short(exc)}") from None
@@ -355,8 +368,8 @@ def _check_chunk_sizes(log: str) -> None:
                            error_type="truncated")
 
 
-def _decode_av(path: PathLike, excerpt_s: float | None, key_window_s: float | None = None,
-               key_windows: int = KEY_WINDOWS):
+def _decode_av(path: PathLike, excerpt_s: float | None,
+               windows: tuple[float | None, int, float | None] = (None, KEY_WINDOWS, None)):
     import av  # imported lazily: only files libsndfile cannot read need FFmpeg
 
     try:
@@ -370,7 +383,7 @@ def _decode_av(path: PathLike, excerpt_s: float | None, key_window_s: float | No
             track_s = _av_duration(container, stream)
             offset_s, length_s = _window(track_s, excerpt_s)
             y = _av_read(container, stream, sr_in, offset_s, length_s)
-            extra = _read_key_windows(track_s, offset_s, length_s, key_window_s, key_windows,
+            extra = _read_key_windows(track_s, offset_s, length_s, windows,
                                       lambda o, n: _av_read(container, stream, sr_in, o, n))
     except DecodeError:
         raise

@@ -108,8 +108,7 @@ def analyze_audio(path: str, settings: AnalysisSettings) -> dict[str, Any]:
     from crate_dask.library.audio import load_excerpt
 
     t0 = time.perf_counter()
-    ex = load_excerpt(path, sr=settings.sample_rate, excerpt_s=settings.excerpt_s, key_window_s=settings.key_window_s,
-                      key_windows=settings.key_windows)
+    ex = load_excerpt(path, **settings.excerpt_options())
     cols = analyze_signal(ex.y, sr=ex.sr, settings=settings, offset_s=ex.offset_s, key_windows=ex.key_windows)
     cols["gapless_delay_s"] = round(ex.gapless_delay_s, 6)
     cols["analysis_s"] = round(time.perf_counter() - t0, 4)
