@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Collect real, freely licensed full-length music for benchmarking crate_dask.
 #
-# Usage: benchmarks/get_real_music.sh OUTDIR
+# Usage: benchmarks/get_real_music.sh OUTDIR [PACKAGE...]
 #
 # Downloads the Debian packages warzone2100-music (Opus/OGG) and nexuiz-music
-# (OGG Vorbis) with `apt-get download` (no installation, no root needed beyond
+# (OGG Vorbis), or the PACKAGEs named (wesnoth-1.16-music: 32 orchestral and
+# folk pieces, a second set of another kind) with `apt-get download` (no installation, no root needed beyond
 # apt's cache), extracts them with `dpkg-deb -x`, copies every full-length track
 # into OUTDIR and transcodes a few of them to MP3 (soundfile) and M4A/AAC (PyAV)
 # so that a benchmark sees the codec mix of a real DJ library. No system ffmpeg
@@ -14,11 +15,14 @@
 # truth, it is for speed and robustness measurements only.
 set -euo pipefail
 
-if [ $# -ne 1 ]; then
-    echo "usage: $0 OUTDIR" >&2
+if [ $# -lt 1 ]; then
+    echo "usage: $0 OUTDIR [PACKAGE...]" >&2
     exit 2
 fi
 OUT=$1
+shift
+PACKAGES=("${@:-warzone2100-music}")
+[ $# -gt 0 ] || PACKAGES+=(nexuiz-music)
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -27,7 +31,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # apt-get update may need root; a stale list still works for `download`.
 apt-get update -qq >/dev/null 2>&1 || echo "note: apt-get update failed (not root?); using existing lists" >&2
-(cd "$WORK" && apt-get download -qq warzone2100-music nexuiz-music)
+(cd "$WORK" && apt-get download -qq "${PACKAGES[@]}")
 for deb in "$WORK"/*.deb; do
     dpkg-deb -x "$deb" "$WORK/root"
 done
@@ -58,7 +62,8 @@ for p in sorted(src.rglob("*")):
         continue
     if info.duration < min_s:
         continue
-    pkg = "warzone2100" if "warzone" in str(p) else "nexuiz"
+    # Named for the game it came from (the packages unpack into one tree).
+    pkg = next((g for g in ("warzone2100", "wesnoth", "nexuiz") if g in str(p)), "music")
     dest = out / f"{pkg}-{p.name}"
     shutil.copyfile(p, dest)
     kept.append(dest)
