@@ -43,9 +43,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 from crate_dask.errors import ParameterError
+from crate_dask.features.onsets import stft_power
 
 __all__ = ["BeatGrid", "estimate_beat_grid", "beat_phase_error"]
 
@@ -157,18 +157,8 @@ def beat_phase_error(beat_offset_s: float, true_beat_s: float, bpm: float) -> fl
 
 def _envelopes(y: np.ndarray, sr: float):
     """Onset envelopes (all bands, kick, snare), per-frame band spectrum, frame rate and frame lag."""
-    q = max(1, int(sr // 11025))           # ~11 kHz is plenty below 5 kHz; sum neighbours as anti-alias
-    n = y.size // q
-    x = y[: n * q : q].copy()
-    for i in range(1, q):
-        x += y[i : n * q : q]
-    sr_d = sr / q
-    hop = max(1, int(round(sr_d / _FPS)))
-    n_win = 4 * hop                        # ~20 ms: short enough to keep the attack sharp
-    frames = np.lib.stride_tricks.sliding_window_view(x, n_win)[::hop]
-    spec = scipy.fft.rfft(frames * np.hanning(n_win).astype(np.float32), axis=1)
-    power = spec.real**2 + spec.imag**2
-    freqs = np.arange(power.shape[1]) * sr_d / n_win
+    # ~11 kHz is plenty below 5 kHz; a window of 4 hops (~20 ms) is short enough to keep the attack sharp.
+    power, freqs, sr_d, hop, n_win = stft_power(y, sr, max_sr=11025, fps=_FPS, win_hops=4)
     edges = np.unique(np.searchsorted(freqs, np.geomspace(*_BANDS_HZ, _N_BANDS + 1)))
     bands = np.add.reduceat(power, edges[:-1], axis=1)[:, : len(edges) - 1].astype(np.float64)
     level = bands.mean(axis=0) + 1e-12

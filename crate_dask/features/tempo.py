@@ -50,9 +50,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 from crate_dask.errors import ParameterError
+from crate_dask.features.onsets import stft_power
 
 __all__ = ["Tempo", "estimate_tempo", "fold_bpm"]
 
@@ -261,21 +261,7 @@ def _check_range(bpm_range: tuple[float, float]) -> tuple[float, float]:
 def _onset_envelope(y: np.ndarray, sr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """Half-wave rectified, locally centred log-band spectral flux (all bands, bands below
     ``_OCTAVE_BAND_HZ``, loud onsets in ``_SNARE_BAND_HZ``) and its frame rate."""
-    # Onsets need no more than ~5 kHz of bandwidth; summing q neighbours is a
-    # cheap anti-alias filter and makes the STFT 2-4x cheaper.
-    q = max(1, int(sr // 8000))
-    n = y.size // q
-    x = y[: n * q : q].copy()
-    for i in range(1, q):
-        x += y[i : n * q : q]
-    sr_d = sr / q
-    hop = max(1, int(round(sr_d / _FRAME_RATE)))
-    n_win = 2 * hop
-    frames = np.lib.stride_tricks.sliding_window_view(x, n_win)[::hop]
-    # float32 throughout: scipy.fft keeps single precision, numpy.fft would not.
-    spec = scipy.fft.rfft(frames * np.hanning(n_win).astype(np.float32), axis=1)
-    power = spec.real**2 + spec.imag**2
-    freqs = np.arange(power.shape[1]) * sr_d / n_win
+    power, freqs, sr_d, hop, _ = stft_power(y, sr, max_sr=8000, fps=_FRAME_RATE, win_hops=2)
     edges = np.unique(np.searchsorted(freqs, np.geomspace(30.0, sr_d / 2, 25)))
     bands = np.add.reduceat(power, edges[:-1], axis=1)
     # Relative to each band's own level: a quiet hi-hat band counts as much as the kick band.
