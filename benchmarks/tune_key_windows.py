@@ -32,7 +32,7 @@ import pandas as pd
 
 from crate_dask.config import AnalysisSettings
 from crate_dask.features import key as keymod
-from crate_dask.library.audio import load_excerpt
+from crate_dask.library.audio import key_window_count, load_excerpt
 
 AUDIO_EXT = {".mp3", ".ogg", ".opus", ".flac", ".wav", ".m4a"}
 
@@ -58,7 +58,7 @@ GRIDS = {
     "96 x 1 s": lambda dur: 96,
     "1 s per 4 s, 48-96": lambda dur: min(96, max(48, round(dur / 4))),
     "1 s per 5 s, 48-72": lambda dur: min(72, max(48, round(dur / 5))),
-    "1 s per 5 s, 48-96 (ANALYSIS_VERSION 6)": lambda dur: min(96, max(48, round(dur / 5))),
+    "1 s per 5 s, 48-96 (ANALYSIS_VERSION 6)": lambda dur: key_window_count(dur, 48, 5.0),   # the pipeline's rule
     "1 s per 5 s, 48-120": lambda dur: min(120, max(48, round(dur / 5))),
 }
 

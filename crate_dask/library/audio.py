@@ -275,6 +275,18 @@ def _window(track_s: float | None, excerpt_s: float | None) -> tuple[float, floa
     return (track_s - excerpt_s) / 2.0, excerpt_s
 
 
+def key_window_count(track_s: float, count: int, spacing_s: float | None) -> int:
+    """How many key windows a track of ``track_s`` seconds gets: ``count``, or one per ``spacing_s`` of a
+    longer track, at most ``2 * count`` (always ``count`` when ``spacing_s`` is None).
+
+    >>> key_window_count(240.0, 48, 5.0), key_window_count(420.0, 48, 5.0), key_window_count(3600.0, 48, 5.0)
+    (48, 84, 96)
+    """
+    if spacing_s is None:
+        return count
+    return int(min(2 * count, max(count, round(track_s / spacing_s))))
+
+
 def _key_windows(track_s: float | None, length_s: float | None, key_window_s: float | None,
                  count: int, spacing_s: float | None = None) -> list[tuple[float, float]]:
     """(offset_s, length_s) of the key windows: ``count`` of them centred evenly over the track, in time order
@@ -291,8 +303,7 @@ def _key_windows(track_s: float | None, length_s: float | None, key_window_s: fl
     """
     if key_window_s is None or track_s is None or length_s is None or key_window_s >= track_s:
         return []
-    if spacing_s is not None:
-        count = int(min(2 * count, max(count, round(track_s / spacing_s))))
+    count = key_window_count(track_s, count, spacing_s)
     return [(min(max(0.0, (i + 0.5) / count * track_s - key_window_s / 2), track_s - key_window_s), key_window_s)
             for i in range(count)]
 
