@@ -42,6 +42,15 @@ consensus get no key label. With it, ``DATASET_DIR`` may be a plain folder of au
 here, where only 6 human key labels exist: two strong peers that agree are right more often than
 either alone, and the set is far larger.
 
+``--peer-tempo CSV ...`` adds other tempo estimators (``benchmarks/peer_tempo.py`` writes the CSVs:
+Essentia's RhythmExtractor2013 and PercivalBpmEstimator, madmom's RNN beat tracker; each on the
+same middle 90 s) as systems beside crate_dask, their BPM folded into the DJ range 78-180 as
+crate_dask's is, and ``peer consensus``: the mean of the ``--tempo-consensus`` estimators (default
+``essentia_multifeature madmom_dbn``) where they are within 4 % of each other, no BPM elsewhere. Where
+the dataset has no tempo labels (a plain folder), that consensus is the label: orchestral, folk and
+other real music beside the dance-chart labels. It also prints each of crate_dask and the consensus
+estimators scored against the consensus of the others, so that none is scored on labels it made.
+
 ``--stability MUSIC_DIR`` is the label-free key check on full-length tracks
 (``benchmarks/get_real_music.sh`` fetches some): for every track, does the key
 (and the BPM) of the default excerpt agree with the whole track, with the
@@ -82,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="key labels from other estimators (benchmarks/peer_keys.py) instead of the annotations'")
     ap.add_argument("--consensus", nargs="+", default=list(CONSENSUS), metavar="ESTIMATOR",
                     help="--peer-keys: a file is labelled where all of these agree")
+    ap.add_argument("--peer-tempo", type=Path, nargs="+", default=None, metavar="CSV",
+                    help="other tempo estimators (benchmarks/peer_tempo.py) side by side; their consensus "
+                         "labels a set without tempo labels")
+    ap.add_argument("--tempo-consensus", nargs="+", default=list(TEMPO_CONSENSUS), metavar="ESTIMATOR",
+                    help="--peer-tempo: the estimators whose agreement is the consensus")
     args = ap.parse_args(argv)
     if args.stability is not None:
         print(stability(args.stability, args.limit))
@@ -89,12 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset is None:
         ap.error("DATASET_DIR or --stability MUSIC_DIR is required")
 
-    truth = load_annotations(args.dataset, required=args.peer_keys is None)
+    truth = load_annotations(args.dataset, required=args.peer_keys is None and args.peer_tempo is None)
     if args.peer_keys:
         labels = peer_consensus(args.peer_keys, args.consensus)
         truth["key"] = [labels.get(Path(f).name) for f in truth["file"]]
         print(f"key labels: {' = '.join(args.consensus)} on {sum(isinstance(k, str) for k in truth['key'])} of "
               f"{len(truth)} files", file=sys.stderr)
+    names = [Path(f).name for f in truth["file"]]
+    peers_bpm: dict[str, dict[str, float]] = {}
+    if args.peer_tempo:
+        peers_bpm = peer_tempo(args.peer_tempo)
+        peers_bpm["peer consensus"] = tempo_consensus(peers_bpm, args.tempo_consensus)
+        if not np.isfinite(truth["bpm"].to_numpy(float)).any():
+            truth["bpm"] = [peers_bpm["peer consensus"].get(n, math.nan) for n in names]
+            print(f"tempo labels: {' = '.join(args.tempo_consensus)} (within 4 %) on "
+                  f"{int(np.isfinite(truth['bpm']).sum())} of {len(truth)} files", file=sys.stderr)
     paths = [args.dataset / f for f in truth["file"]]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -114,8 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         systems["naive librosa"] = run_baseline(paths)
         print(f"baseline: {len(paths)} files in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
+    for name, bpms in peers_bpm.items():
+        systems[name] = pd.DataFrame({"bpm": [bpms.get(n, math.nan) for n in names]})
     scores = {name: score(truth, est) for name, est in systems.items()}
     print(markdown(scores))
+    if peers_bpm:
+        bpm = pd.to_numeric(systems["crate_dask"]["bpm"], errors="coerce").to_numpy(float)
+        panel = {"crate_dask": {n: b for n, b in zip(names, bpm) if math.isfinite(b)},
+                 **{e: peers_bpm.get(e, {}) for e in args.tempo_consensus}}
+        print()
+        print(versus_the_others_markdown(versus_the_others(panel)))
     est = systems["crate_dask"]
     est["bpm_confidence"] = pd.to_numeric(est.get("bpm_confidence"), errors="coerce").fillna(0.0)
     est["key_confidence"] = pd.to_numeric(est.get("key_confidence"), errors="coerce").fillna(0.0)
@@ -156,6 +187,61 @@ def peer_consensus(csvs: list[Path], estimators: list[str]) -> dict[str, str]:
         if len(keys) == len(estimators) and len(set(keys.values())) == 1:
             out[Path(name).name] = next(iter(keys.values()))
     return out
+
+
+TEMPO_CONSENSUS = ("essentia_multifeature", "madmom_dbn")
+
+
+def peer_tempo(csvs: list[Path]) -> dict[str, dict[str, float]]:
+    """Estimator -> {file name: BPM folded into the DJ range}, from peer_tempo.py's CSVs."""
+    peers = pd.concat([pd.read_csv(p, dtype={"file": str, "estimator": str}) for p in csvs])
+    peers["bpm"] = pd.to_numeric(peers["bpm"], errors="coerce")
+    peers = peers[np.isfinite(peers["bpm"]) & (peers["bpm"] > 0)]
+    return {est: {Path(f).name: fold_label(float(b)) for f, b in zip(g["file"], g["bpm"])}
+            for est, g in peers.groupby("estimator")}
+
+
+def tempo_consensus(peers: dict[str, dict[str, float]], estimators: list[str],
+                    tol: float = 0.04) -> dict[str, float]:
+    """File name -> the mean folded BPM of ``estimators`` where they are within ``tol`` of each other
+    (highest - lowest <= ``tol`` x mean).
+
+    >>> tempo_consensus({"a": {"x.mp3": 120.0, "y.mp3": 85.0}, "b": {"x.mp3": 121.0, "y.mp3": 170.0}}, ["a", "b"])
+    {'x.mp3': 120.5}
+    """
+    out = {}
+    for name in set.intersection(*(set(peers.get(e, {})) for e in estimators)):
+        bpms = np.array([peers[e][name] for e in estimators])
+        mean = float(bpms.mean())
+        if bpms.max() - bpms.min() <= tol * mean:
+            out[name] = mean
+    return dict(sorted(out.items()))
+
+
+def versus_the_others(panel: dict[str, dict[str, float]], tol: float = 0.04) -> dict[str, tuple[int, int]]:
+    """System -> (files on which all the other systems agree, files where this one agrees with them too).
+
+    Each estimator is scored against the consensus of the others, so none is scored against labels it
+    helped to make: a fair comparison of crate_dask with the peers on music without human labels.
+
+    >>> versus_the_others({"a": {"x": 120.0, "y": 85.0}, "b": {"x": 121.0, "y": 170.0},
+    ...                    "c": {"x": 120.5, "y": 171.0}})
+    {'a': (2, 1), 'b': (1, 1), 'c': (1, 1)}
+    """
+    out = {}
+    for name, bpms in panel.items():
+        others = {k: v for k, v in panel.items() if k != name}
+        labels = tempo_consensus(others, list(others), tol)
+        hits = sum(1 for f, t in labels.items() if f in bpms and abs(bpms[f] - t) <= tol * t)
+        out[name] = (len(labels), hits)
+    return out
+
+
+def versus_the_others_markdown(table: dict[str, tuple[int, int]]) -> str:
+    lines = ["| system | files on which the others agree (within 4 %) | this one agrees too |", "|---|---|---|"]
+    lines += [f"| {name} | {n} | {hits}/{n} ({hits / n:.3f}) |" if n else f"| {name} | 0 | – |"
+              for name, (n, hits) in table.items()]
+    return "\n".join(lines)
 
 
 def load_annotations(dataset: Path, required: bool = True) -> pd.DataFrame:
@@ -344,9 +430,13 @@ def score(truth: pd.DataFrame, est: pd.DataFrame) -> dict[str, dict[str, float]]
     for name, m in groups:
         t_bpm = truth["bpm"].to_numpy(float)[m]
         e_bpm = pd.to_numeric(est["bpm"], errors="coerce").to_numpy(float)[m]
-        keys_t = [k for k, sel in zip(truth["key"], m) if sel]
-        keys_e = [k if isinstance(k, str) and k else None for k, sel in zip(est["key"], m) if sel]
-        out[name] = {**tempo_scores(t_bpm, e_bpm), **key_score(keys_t, keys_e)}
+        if "key" in est:
+            keys_t = [k for k, sel in zip(truth["key"], m) if sel]
+            keys_e = [k if isinstance(k, str) and k else None for k, sel in zip(est["key"], m) if sel]
+            keys = key_score(keys_t, keys_e)
+        else:  # a tempo-only system (--peer-tempo)
+            keys = {"key": math.nan, "n_key": 0, "none_key": 0}
+        out[name] = {**tempo_scores(t_bpm, e_bpm), **keys}
     return out
 
 

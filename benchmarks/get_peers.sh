@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Make two virtual environments with the peer key estimators that benchmarks/peer_keys.py runs:
-#   DIR/essentia  Essentia (KeyExtractor) with PyAV for the codecs its FFmpeg lacks, on a current numpy;
-#   DIR/madmom    madmom 0.16.1 (CNN key model), which needs numpy < 1.24 and builds with Cython.
+# Make two virtual environments with the peer estimators that benchmarks/peer_keys.py and peer_tempo.py run:
+#   DIR/essentia  Essentia (KeyExtractor, RhythmExtractor2013) with PyAV for the codecs its FFmpeg lacks,
+#                 on a current numpy;
+#   DIR/madmom    madmom 0.16.1 (CNN key model, RNN + DBN beat tracker), which needs numpy < 1.24 and
+#                 builds with Cython.
 # Neither is a dependency of crate_dask; they are only used to label real recordings for accuracy.py.
 #
 # Usage: benchmarks/get_peers.sh DIR

@@ -82,11 +82,18 @@ def load(path: str) -> np.ndarray:
     return np.concatenate(chunks, axis=1).mean(axis=0).astype(np.float32)
 
 
+def audio_paths(paths: list[Path]) -> list[str]:
+    """The audio files named or under the folders named, sorted."""
+    return sorted(str(f) for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()
+                  and f.suffix.lower() in {".mp3", ".ogg", ".opus", ".flac", ".wav", ".m4a", ".aiff", ".aif"})
+
+
 _madmom: subprocess.Popen | None = None
 
 
-def _madmom_key(audio: np.ndarray, python: str) -> dict:
-    """madmom's CNN key of ``audio``, from a madmom process (one per worker) in its own environment."""
+def madmom_ask(task: str, audio: np.ndarray, python: str) -> dict:
+    """madmom's answer to ``task`` (``"key"``, or ``"tempo"`` for peer_tempo.py) on ``audio``, from a madmom
+    process (one per worker) in its own environment."""
     global _madmom
     if _madmom is None or _madmom.poll() is not None:
         _madmom = subprocess.Popen([python, __file__, "--madmom-server"], stdin=subprocess.PIPE,
@@ -94,7 +101,7 @@ def _madmom_key(audio: np.ndarray, python: str) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".npy", delete=False) as f:
         np.save(f, audio)
     try:
-        _madmom.stdin.write(f.name + "\n")
+        _madmom.stdin.write(f"{task} {f.name}\n")
         _madmom.stdin.flush()
         line = _madmom.stdout.readline()
         if not line:
@@ -120,8 +127,8 @@ def estimates(audio: np.ndarray, madmom_python: str | None) -> list[dict]:
     if madmom_python:
         r = {"estimator": "madmom_cnn", "key": "", "strength": "", "error": "", "seconds": ""}
         try:
-            res = _madmom_key(audio, madmom_python)
-            r.update(res, key=norm_key(res["key"]) if res["key"] else "")
+            res = madmom_ask("key", audio, madmom_python)
+            r.update(res, key=norm_key(res["key"]) if res.get("key") else "")
         except Exception as e:  # noqa: BLE001
             r["error"] = f"{type(e).__name__}: {e}"
         rows.append(r)
@@ -152,25 +159,50 @@ def analyse(job: tuple[str, bool, str | None]) -> tuple[list[dict], list[dict]]:
 
 
 def madmom_server() -> None:
-    """Run under the madmom environment: one .npy path per stdin line, one JSON line per answer."""
+    """Run under the madmom environment: one ``TASK PATH.npy`` per stdin line, one JSON line per answer.
+
+    ``key``: the CNN key model. ``tempo``: the RNN beat activation, then the DBN beat tracker's beats
+    (``bpm`` = 60 / median inter-beat interval) and the comb-filter tempo histogram on the same
+    activation (``bpm_comb``, its strongest peak).
+    """
     import collections
     import collections.abc
 
     for n in ("MutableSequence", "Sequence", "Iterable", "Mapping", "MutableMapping", "Callable"):
         setattr(collections, n, getattr(collections.abc, n))  # madmom 0.16 imports them from collections
     from madmom.audio.signal import Signal
-    from madmom.features.key import CNNKeyRecognitionProcessor, key_prediction_to_label
 
-    proc = CNNKeyRecognitionProcessor()
+    procs: dict = {}
     out, sys.stdout = sys.stdout, sys.stderr  # stray prints stay off the answers
     for line in sys.stdin:
-        res = {"key": "", "strength": "", "seconds": "", "error": ""}
+        task, _, path = line.strip().partition(" ")
+        res = {"error": ""}
         try:
-            audio = np.load(line.strip())
+            audio = Signal(np.load(path), sample_rate=SR)
             t0 = time.process_time()
-            pred = proc(Signal(audio, sample_rate=SR))
-            res.update(seconds=round(time.process_time() - t0, 3), key=key_prediction_to_label(pred),
-                       strength=round(float(np.max(pred)), 4))
+            if task == "key":
+                from madmom.features.key import CNNKeyRecognitionProcessor, key_prediction_to_label
+
+                proc = procs.setdefault("key", CNNKeyRecognitionProcessor())
+                pred = proc(audio)
+                res.update(key=key_prediction_to_label(pred), strength=round(float(np.max(pred)), 4))
+            elif task == "tempo":
+                from madmom.features.beats import DBNBeatTrackingProcessor, RNNBeatProcessor
+                from madmom.features.tempo import TempoEstimationProcessor
+
+                if "rnn" not in procs:
+                    procs.update(rnn=RNNBeatProcessor(), dbn=DBNBeatTrackingProcessor(fps=100),
+                                 comb=TempoEstimationProcessor(fps=100))
+                act = procs["rnn"](audio)
+                beats = procs["dbn"](act)
+                ibi = np.diff(beats)
+                res["bpm"] = round(60.0 / float(np.median(ibi)), 3) if len(ibi) else ""
+                hist = procs["comb"](act)
+                res["bpm_comb"] = round(float(hist[0, 0]), 3) if len(hist) else ""
+                res["strength"] = round(float(hist[0, 1]), 4) if len(hist) else ""
+            else:
+                raise ValueError(f"unknown task {task!r}")
+            res["seconds"] = round(time.process_time() - t0, 3)
         except Exception as e:  # noqa: BLE001
             res["error"] = f"{type(e).__name__}: {e}"
         out.write(json.dumps(res) + "\n")
@@ -187,8 +219,7 @@ def main() -> None:
     ap.add_argument("--madmom-python", default=None, help="python of an environment with madmom 0.16")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    files = sorted(str(f) for p in args.paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()
-                   and f.suffix.lower() in {".mp3", ".ogg", ".opus", ".flac", ".wav", ".m4a", ".aiff", ".aif"})
+    files = audio_paths(args.paths)
     whole, mid = [], []
     with mp.Pool(args.workers) as pool:
         for i, (w, m) in enumerate(pool.imap_unordered(analyse, [(f, bool(args.mid_out), args.madmom_python)
