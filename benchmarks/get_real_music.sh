@@ -5,7 +5,9 @@
 #
 # Downloads the Debian packages warzone2100-music (Opus/OGG) and nexuiz-music
 # (OGG Vorbis), or the PACKAGEs named (wesnoth-1.16-music: 32 orchestral and
-# folk pieces, a second set of another kind) with `apt-get download` (no installation, no root needed beyond
+# folk pieces, a second set of another kind; marsshooter-data openclonk-data
+# hedgewars-data: metal with vocals, rock, house, reggae and other themed game
+# music, a third) with `apt-get download` (no installation, no root needed beyond
 # apt's cache), extracts them with `dpkg-deb -x`, copies every full-length track
 # into OUTDIR and transcodes a few of them to MP3 (soundfile) and M4A/AAC (PyAV)
 # so that a benchmark sees the codec mix of a real DJ library. No system ffmpeg
@@ -63,7 +65,8 @@ for p in sorted(src.rglob("*")):
     if info.duration < min_s:
         continue
     # Named for the game it came from (the packages unpack into one tree).
-    pkg = next((g for g in ("warzone2100", "wesnoth", "nexuiz") if g in str(p)), "music")
+    games = ("warzone2100", "wesnoth", "nexuiz", "marsshooter", "openclonk", "hedgewars")
+    pkg = next((g for g in games if g in str(p)), "music")
     dest = out / f"{pkg}-{p.name}"
     shutil.copyfile(p, dest)
     kept.append(dest)
