@@ -104,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("DATASET_DIR or --stability MUSIC_DIR is required")
 
     truth = load_annotations(args.dataset, required=args.peer_keys is None and args.peer_tempo is None)
+    names = [Path(f).name for f in truth["file"]]
     if args.peer_keys:
         labels = peer_consensus(args.peer_keys, args.consensus)
-        truth["key"] = [labels.get(Path(f).name) for f in truth["file"]]
+        truth["key"] = [labels.get(n) for n in names]
         print(f"key labels: {' = '.join(args.consensus)} on {sum(isinstance(k, str) for k in truth['key'])} of "
               f"{len(truth)} files", file=sys.stderr)
-    names = [Path(f).name for f in truth["file"]]
     peers_bpm: dict[str, dict[str, float]] = {}
     if args.peer_tempo:
         peers_bpm = peer_tempo(args.peer_tempo)

@@ -22,13 +22,9 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT/audio"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-
-apt-get update -qq >/dev/null 2>&1 || echo "note: apt-get update failed (not root?); using existing lists" >&2
-(cd "$WORK" && apt-get download -qq fretsonfire-songs-muldjord fretsonfire-songs-sectoid)
-for deb in "$WORK"/*.deb; do
-    dpkg-deb -x "$deb" "$WORK/root"
-done
+# shellcheck source=benchmarks/debs.sh
+. "$(dirname "$0")/debs.sh"
+unpack_debs "$WORK" fretsonfire-songs-muldjord fretsonfire-songs-sectoid
 
 "$PY" - "$WORK/root" "$OUT" <<'PYEOF'
 import re

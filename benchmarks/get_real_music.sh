@@ -29,14 +29,9 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-
-# apt-get update may need root; a stale list still works for `download`.
-apt-get update -qq >/dev/null 2>&1 || echo "note: apt-get update failed (not root?); using existing lists" >&2
-(cd "$WORK" && apt-get download -qq "${PACKAGES[@]}")
-for deb in "$WORK"/*.deb; do
-    dpkg-deb -x "$deb" "$WORK/root"
-done
+# shellcheck source=benchmarks/debs.sh
+. "$(dirname "$0")/debs.sh"
+unpack_debs "$WORK" "${PACKAGES[@]}"
 
 # Full-length tracks only: the packages also hold short jingles/stingers.
 # Nexuiz keeps its music in a zip archive (music.pk3): unpack it first.

@@ -38,6 +38,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peer_keys import SR, audio_paths, load, madmom_ask  # noqa: E402 - the sibling script, wherever this runs from
 
 FIELDS = ["file", "estimator", "bpm", "strength", "error", "seconds"]
+ESSENTIA = ("essentia_multifeature", "essentia_percival")
+MADMOM = ("madmom_dbn", "madmom_comb")   # one beat activation, two tempo readings of it
 EXCERPT_S = 90.0
 
 
@@ -48,7 +50,7 @@ def estimates(audio: np.ndarray, madmom_python: str | None) -> list[dict]:
         return {"estimator": name, "bpm": "", "strength": "", "error": "", "seconds": ""}
 
     rows = []
-    r = row("essentia_multifeature")
+    r = row(ESSENTIA[0])
     try:
         t0 = time.process_time()
         bpm, _ticks, confidence, _est, _intervals = es.RhythmExtractor2013(method="multifeature")(audio)
@@ -57,7 +59,7 @@ def estimates(audio: np.ndarray, madmom_python: str | None) -> list[dict]:
     except Exception as e:  # noqa: BLE001 - one estimator's failure is that row's error
         r["error"] = f"{type(e).__name__}: {e}"
     rows.append(r)
-    r = row("essentia_percival")
+    r = row(ESSENTIA[1])
     try:
         t0 = time.process_time()
         bpm = es.PercivalBpmEstimator(sampleRate=SR)(audio)
@@ -66,7 +68,7 @@ def estimates(audio: np.ndarray, madmom_python: str | None) -> list[dict]:
         r["error"] = f"{type(e).__name__}: {e}"
     rows.append(r)
     if madmom_python:
-        dbn, comb = row("madmom_dbn"), row("madmom_comb")
+        dbn, comb = row(MADMOM[0]), row(MADMOM[1])
         try:
             res = madmom_ask("tempo", audio, madmom_python)
             if res.get("error"):
@@ -89,10 +91,8 @@ def analyse(job: tuple[str, str | None]) -> list[dict]:
         n = int(EXCERPT_S * SR)
         rows = estimates(audio[(len(audio) - n) // 2:][:n] if len(audio) > n else audio, madmom_python)
     except Exception as e:  # noqa: BLE001 - a file that cannot be read gets rows with the error
-        names = ["essentia_multifeature", "essentia_percival"] + (["madmom_dbn", "madmom_comb"] if madmom_python
-                                                                   else [])
         rows = [{"estimator": x, "bpm": "", "strength": "", "seconds": "", "error": f"{type(e).__name__}: {e}"}
-                for x in names]
+                for x in ESSENTIA + (MADMOM if madmom_python else ())]
     for r in rows:
         r["file"] = os.path.basename(path)
     return rows
