@@ -62,7 +62,10 @@ for p in sorted(src.rglob("*")):
     # Named for the game it came from (the packages unpack into one tree).
     games = ("warzone2100", "wesnoth", "nexuiz", "marsshooter", "openclonk", "hedgewars")
     pkg = next((g for g in games if g in str(p)), "music")
-    dest = out / f"{pkg}-{p.name}"
+    # The same file name in another folder would overwrite a track: name it for its folders too.
+    parts = p.relative_to(src).parts
+    dest = next(d for d in (out / "-".join((pkg, *parts[-k:])) for k in range(1, len(parts) + 1))
+                if d not in kept)
     shutil.copyfile(p, dest)
     kept.append(dest)
 print(f"copied {len(kept)} full-length tracks into {out}")
