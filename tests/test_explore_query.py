@@ -103,6 +103,18 @@ def test_paging_memory_stays_flat(big):
     assert growth < loaded / 2
 
 
+@pytest.mark.parametrize("where", ["moon bpm:120..130", "MOON", "'ist 1' moon"])
+def test_a_query_of_plain_words_searches_the_text_columns(big, where):
+    """As in beets: words first ("moon", not only "bpm:120 moon") search artist, title, album and path."""
+    r = open_results(big)
+    words = [w.strip("'").lower() for w in ("'ist 1'" if where.startswith("'") else "", "moon") if w]
+    text = " and ".join("(" + " or ".join(f"{c} contains '{w}'" for c in ("artist", "title", "album", "path")) + ")"
+                        for w in words)
+    expr = text + (" and bpm >= 120 and bpm <= 130" if "bpm:" in where else "")
+    got = r.page(0, N, where=where, columns=["relpath"]).relpath.tolist()
+    assert got == r.page(0, N, where=expr, columns=["relpath"]).relpath.tolist() and 0 < len(got) < N
+
+
 @pytest.mark.parametrize("text, message", [
     ("bmp > 120", "did you mean 'bpm'"),
     ("bpm >", "expected a value"),

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
+from privileges import as_unprivileged
 from test_rename import _cli, build_results
 
 from crate_dask.actions.rename import RenameOptions, apply_renames
@@ -129,6 +130,25 @@ def test_cli_preview_apply_undo(lib):
     assert read_tags(root / "t.ogg")["tag_key"] == "1m"
     r = CliRunner().invoke(undo, [str(out), "--all"])
     assert r.exit_code == 0 and read_tags(root / "t.ogg")["tag_key"] is None
+
+
+def _tag_then_undo(out: str) -> tuple[dict, dict]:
+    return apply_tags(out, TagOptions()).counts, dict(undo_last(out)[1])
+
+
+def test_read_only_file_is_skipped_with_a_reason_and_the_rest_written(open_tmp):
+    """A file its owner made read-only is left alone, with a reason; the others get their tags and the
+    operation ends (a rerun or a rename is not refused). Run as an unprivileged user: root may write anyway."""
+    root, out = open_tmp / "lib", open_tmp / "out"
+    build_results(root, out, {f"t.{ext}": {"artist": "A", "title": ext, **DETECTED} for ext in FORMATS})
+    for p in [root, out, *root.rglob("*"), *out.rglob("*")]:
+        os.chown(p, 65534, 65534)
+    (root / "t.flac").chmod(0o444)
+    before = (root / "t.flac").read_bytes()
+    counts, undone = as_unprivileged(_tag_then_undo, str(out))
+    assert counts == {"written": len(FORMATS) - 1, "skipped: cannot write tags: the file is read-only": 1}
+    assert undone == {"restored": len(FORMATS) - 1}
+    assert (root / "t.flac").read_bytes() == before and not list(root.glob(".crate-dask-*"))
 
 
 def file_hashes(root: Path) -> dict[str, str]:

@@ -209,6 +209,9 @@ class TagAction(Action):
 
     def apply(self, op: Operation, j: Journal, e: dict) -> str:
         path, tmp = e["path"], e["tmp"]
+        if os.path.lexists(path) and not os.access(path, os.W_OK):
+            # Swapping in a rewritten copy would get past the file's own protection: respect it.
+            return "cannot write tags: the file is read-only"
         try:
             with writing(path, f"writing the tags of {display(path)}", cleanup=tmp):
                 _unlink(tmp)

@@ -91,6 +91,8 @@ def parse_query(text: str | None, columns: dict[str, str]) -> Query:
     ['bpm', 'key_camelot', 'title']
     >>> parse_query("not corrected and bpm in 120..130", cols).columns == {"corrected", "bpm"}
     True
+    >>> sorted(parse_query("daft bpm:120..130", cols).columns)   # a bare word searches the text columns
+    ['bpm', 'title']
     >>> parse_query("__import__('os').system('id')", cols)
     Traceback (most recent call last):
     ...
@@ -103,8 +105,16 @@ def parse_query(text: str | None, columns: dict[str, str]) -> Query:
         raise QueryError(f"query too long ({len(text)} characters, at most {MAX_LENGTH})")
     if re.match(r"^[A-Za-z_]\w*:", text):
         return _parse_short(text, columns)
-    p = _Parser(_tokenize(text), columns, text)
-    expr = p.parse()
+    try:
+        p = _Parser(_tokenize(text), columns, text)
+        expr = p.parse()
+    except QueryError:
+        # Words with no operator, keyword or column name ("daft punk", "sheep bpm:120..130", "洞窟")
+        # are the short form's text search, as in beets; anything else keeps the expression's error.
+        terms = _split_terms(text)
+        if not terms or re.search(r"[=<>~(),]", text) or any(t.lower() in _KEYWORDS or t in columns for t in terms):
+            raise
+        return _parse_short(text, columns)
     return Query(text, expr, p.used)
 
 

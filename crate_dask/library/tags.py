@@ -319,7 +319,24 @@ def write_tags(path: str | os.PathLike | bytes, values: Mapping[str, Any], *, id
     >>> write_tags(p, {"bpm": 128})
     >>> t = ID3(p); t.version, t["TPE1"].text, str(t["TBPM"])
     ((2, 4, 0), ['Artist A', 'Artist B'], '128')
+
+    Raises
+    ------
+    OSError
+        The file cannot be written (permission, full disk): the OS error itself, not mutagen's
+        wrapper around it, so that callers can tell a full disk from the rest.
+    UnreadableFileError
+        The file cannot be read, or mutagen cannot write this container.
     """
+    try:
+        _write_tags(path, values, id3_version)
+    except mutagen.MutagenError as exc:
+        if isinstance(exc.__context__, OSError):   # mutagen wraps the OS error in its own
+            raise exc.__context__ from None
+        raise UnreadableFileError(f"cannot write this container's tags ({_short(exc)})") from None
+
+
+def _write_tags(path, values: Mapping[str, Any], id3_version: int) -> None:
     f = open_audio(path)
     kind = type(f).__name__
     had_tags = f.tags is not None
