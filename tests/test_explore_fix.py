@@ -114,3 +114,19 @@ def test_bulk_fix_from_csv_is_all_or_nothing(shared, tmp_path):
     p = run_cli("fix", str(out), "--from", str(good))
     assert p.returncode == 0 and "2 corrections" in p.stdout, p.stderr
     assert _row(out, "a.flac")["bpm"] == 128 and _row(out, "b.flac")["key"] == "F# minor"
+
+
+def test_a_file_renamed_or_put_back_since_its_row_is_found_by_its_current_path(lib_out):
+    """fix and mix take the path a file has now, before the next analyze (the rows still hold the earlier one)."""
+    lib, out = lib_out
+    assert run_cli("rename", str(out), "--template", "{artist} x", "--apply", "--sequential").returncode == 0
+    assert (lib / "Alpha x.flac").exists() and not (lib / "a.flac").exists()
+    p = run_cli("fix", str(out), str(lib / "Alpha x.flac"), "--key", "8B")
+    assert p.returncode == 0 and p.stdout.startswith("Alpha x.flac: key C major"), p.stderr
+    _analyze(lib, out)   # the rows now hold the new name; undo puts the old one back
+    assert run_cli("undo", str(out)).returncode == 0 and (lib / "a.flac").exists()
+    p = run_cli("mix", str(out), str(lib / "a.flac"))
+    assert p.returncode == 0 and "mix with a.flac" in p.stdout, p.stderr
+    assert _row(out, str(lib / "a.flac")) == {**_row(out, str(lib / "a.flac")), "relpath": "a.flac", "key": "C major"}
+    p = run_cli("fix", str(out), str(lib / "nowhere.flac"), "--key", "8B")
+    assert p.returncode != 0 and "no file" in p.stderr

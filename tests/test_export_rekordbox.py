@@ -203,3 +203,45 @@ def test_full_disk_leaves_no_partial_file(results, tmp_path):
         assert sorted(p.name for p in disk.iterdir()) == ["collection.xml", "filler"]   # no temp file left
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+def test_a_name_that_is_not_utf8_reaches_its_file_in_every_export(tmp_path):
+    """rekordbox gets the name's bytes percent-encoded, M3U8 the bytes themselves, Traktor valid XML (counted
+    unsupported); all of them follow a rename of the file without a new analysis."""
+    import numpy as np
+
+    from crate_dask.demo import write_audio
+    from crate_dask.explore.export.rekordbox import location_path
+    from crate_dask.library.tags import write_tags
+    from crate_dask.synth import track
+
+    lib, out = tmp_path / "lib", tmp_path / "out"
+    lib.mkdir()
+    name = os.fsdecode(b"caf\xe9 latin1.wav")   # as os.listdir gives it: surrogate-escaped
+    write_audio(lib / "plain.wav", track(bpm=120.0, key="A minor", seconds=12.0, sr=22050, seed=1).astype(np.float32),
+                22050)
+    write_tags(lib / "plain.wav", {"artist": "Artist", "title": "Renamed"})
+    os.rename(lib / "plain.wav", lib / name)
+    assert run_cli("analyze", str(lib), "--out", str(out), "--sequential", "--no-progress").returncode == 0
+
+    def exported() -> tuple[bytes, bytes, ET.ElementTree, dict]:
+        xml, nml, pl = tmp_path / "r.xml", tmp_path / "t.nml", tmp_path / "pl"
+        p = run_cli("export", str(out), "--rekordbox", str(xml), "--traktor", str(nml), "--json")
+        assert p.returncode == 0, p.stderr
+        assert run_cli("playlists", str(out), "--out-dir", str(pl), "--by", "camelot").returncode == 0
+        loc = ET.parse(xml).find(".//COLLECTION/TRACK").get("Location")
+        m3u = b"".join((pl / f).read_bytes() for f in os.listdir(pl)).splitlines()[-1]
+        return location_path(loc), m3u, ET.parse(nml), json.loads(p.stdout)
+
+    loc, m3u, nml, summary = exported()
+    want = os.fsencode(lib / name)
+    assert loc == want and m3u == want and os.path.exists(loc)
+    assert "%E9" in ET.tostring(ET.parse(tmp_path / "r.xml").getroot(), encoding="unicode")
+    assert nml.find(".//LOCATION").get("FILE") == "caf\\xe9 latin1.wav"
+    assert [s["unsupported"] for s in summary if s["target"] == "traktor"] == [1], summary
+    assert run_cli("rename", str(out), "--template", "{title}", "--apply", "--sequential").returncode == 0
+    assert os.listdir(lib) == ["Renamed.wav"]
+    loc, m3u, nml, summary = exported()
+    assert loc == m3u == os.fsencode(lib / "Renamed.wav")
+    assert nml.find(".//LOCATION").get("FILE") == "Renamed.wav"
+    assert [s["unsupported"] for s in summary if s["target"] == "traktor"] == [0], summary

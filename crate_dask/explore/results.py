@@ -255,16 +255,37 @@ class Results:
         text = os.fspath(path)
         absolute = os.path.abspath(text)
         tries = [pc.field("path") == absolute, pc.field("relpath") == text.strip("/"), pc.field("path") == text]
-        where = Query(text, tries[0] | tries[1] | tries[2], {"path", "relpath"})
+        # A file renamed (or put back by undo) since its row was written: its row has the earlier name.
+        earlier, current = self._earlier_names(absolute, text.strip("/"))
+        if earlier:
+            tries.append(pc.field("relpath").isin(earlier))
+        where = Query(text, _any(tries), {"path", "relpath"})
         found = [t for t in self.batches(sorted(set(cols) | {"path", "relpath"}), where)]
         if found:
             t = pa.concat_tables(found)
-            for e in tries:                      # the most specific match first
+            for n, e in enumerate(tries):        # the most specific match first
                 hit = t.filter(e)
                 if hit.num_rows:
-                    return {c: hit.column(c)[0].as_py() for c in cols}
+                    row = {c: hit.column(c)[0].as_py() for c in cols}
+                    if n == 3:                   # found by an earlier name: say where the file is now
+                        now = {"path": os.path.join(self.root, *current.split("/")), "relpath": current}
+                        row.update({c: v for c, v in now.items() if c in row})
+                    return row
         raise QueryError(f"no file {text!r} in the results of {self.out} (give its path, or its path relative "
                          f"to the library root {self.root})")
+
+    def _earlier_names(self, absolute: str, rel: str) -> tuple[list[str], str | None]:
+        """The relpaths that the file now at ``absolute`` (or at ``rel`` under the root) had before renames
+        and undos, and its current relpath."""
+        if not self.root:
+            return [], None
+        from crate_dask.store.history import moved_paths
+
+        for now in (os.path.relpath(absolute, self.root).replace(os.sep, "/"), rel):
+            earlier = sorted(old for old, new in moved_paths(self.out).items() if new == now and old != now)
+            if earlier:
+                return earlier, now
+        return [], None
 
     def compatible(self, path: str | os.PathLike, *, bpm_tolerance: float = 0.06, limit: int | None = None,
                    columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -372,3 +393,10 @@ def _relation(seed: str, other: str) -> str:
     if other[:-1] == seed[:-1]:
         return "relative"
     return "+1" if int(other[:-1]) == int(seed[:-1]) % 12 + 1 else "-1"
+
+
+def _any(exprs: list[pc.Expression]) -> pc.Expression:
+    out = exprs[0]
+    for e in exprs[1:]:
+        out = out | e
+    return out

@@ -203,7 +203,7 @@ def iter_tracks(out: str | os.PathLike, *, prefer: str = "analysis",
                 track_id += 1
                 if missing:
                     row.update(missing)
-                rel = row.get("relpath") or ""
+                rel = _scanned_relpath(row, root)
                 now = current(rel)
                 if root and rel:   # root + relpath, not the stored path: the library may have moved since
                     path = library_path(root, now)
@@ -214,6 +214,17 @@ def iter_tracks(out: str | os.PathLike, *, prefer: str = "analysis",
                 yield Track(track_id, path, path_bytes, now, row,
                             choose_values(row, prefer=prefer,
                                           correction=fixes.lookup(row) if fixes is not None else corrections.get(now)))
+
+
+def _scanned_relpath(row: dict, root: str | None) -> str:
+    """The row's relpath as the scanner and the journals spell it (undecodable bytes surrogate-escaped,
+    so the path reaches the file); the stored ``relpath`` column is display text (``\\xNN`` escapes)."""
+    path_bytes, rel = row.get("path_bytes"), row.get("relpath") or ""
+    if path_bytes and root:
+        prefix = os.fsencode(root).rstrip(b"/") + b"/"
+        if path_bytes.startswith(prefix):
+            return os.fsdecode(path_bytes[len(prefix):])
+    return rel
 
 
 @dataclass

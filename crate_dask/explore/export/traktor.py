@@ -36,6 +36,7 @@ from crate_dask.errors import FatalError
 from crate_dask.explore.export.output import atomic_text, attrs
 from crate_dask.explore.export.tracks import Summary, Track, count_rows, iter_tracks
 from crate_dask.features.notation import PITCH_CLASSES, format_key
+from crate_dask.library.scan import display_path
 
 __all__ = ["export_traktor", "traktor_key", "traktor_location", "SUPPORTED"]
 
@@ -75,7 +76,8 @@ def _entry(fh: IO[str], t: Track, volume: str, today: str) -> None:
     c, r = t.chosen, t.row
     duration, bitrate = t.number("duration_s"), t.number("bitrate_kbps")
     fh.write(f'  <ENTRY{attrs({"MODIFIED_DATE": today, "TITLE": t.text("title") or os.path.basename(t.path), "ARTIST": t.text("artist")})}>\n')
-    fh.write(f"    <LOCATION{attrs(traktor_location(t.path, volume))}/>\n")
+    # A name that is not UTF-8 cannot be written exactly; its escaped text keeps the NML valid (unsupported).
+    fh.write(f"    <LOCATION{attrs(traktor_location(t.path if _utf8(t.path) else display_path(t.path), volume))}/>\n")
     if t.text("album"):
         fh.write(f'    <ALBUM{attrs({"TITLE": t.text("album"), "TRACK": r.get("track")})}/>\n')
     info: dict[str, Any] = {
