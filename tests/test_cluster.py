@@ -172,6 +172,11 @@ def test_cluster_recipe_with_tls_on_one_machine(tmp_path):
         assert r.returncode == 0, r.stderr
         s = json.loads(r.stdout)
         assert s["rows"] == 8 and s["workers"] == 2 and s["status"] == "complete"
+        assert not list(certs.glob("ca-key*")) and (tmp_path / "certs-ca" / "ca-key.pem").exists()
+        tls = ["--scheduler", f"tls://127.0.0.1:{port}", "--tls-ca-file", str(certs / "ca.pem"),
+               "--tls-cert", str(certs / "node.pem"), "--tls-key", str(certs / "node-key.pem")]
+        r = run_cli("rename", str(tmp_path / "out"), "--template", "{stem}", *tls, timeout=120)
+        assert r.returncode == 0 and "plan: 8 files" in r.stdout, r.stderr   # planned on the TLS cluster
         # without the certificates the scheduler does not talk to us
         r = run_cli("analyze", str(lib), "--out", str(tmp_path / "out2"), "--metadata-only",
                     "--scheduler", f"tls://127.0.0.1:{port}", timeout=120)

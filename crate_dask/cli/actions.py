@@ -13,6 +13,7 @@ import functools
 import click
 
 from crate_dask.actions import naming
+from crate_dask.cli.main import TLS_OPTIONS
 from crate_dask.cli.messages import run_command
 from crate_dask.config import RunSettings
 from crate_dask.errors import FatalError, ParameterError
@@ -24,24 +25,28 @@ _ORDER = ("rename", "write", "unchanged", "conflict", "missing-fields", "low-con
 def _cluster_options(fn):
     @click.option("--sequential", is_flag=True, help="Plan in this process, without a Dask cluster.")
     @click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes.")
-    @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
+    @click.option("--scheduler", default=None, metavar="ADDRESS",
+                  help="Address of an existing Dask scheduler (tcp://host:8786, or tls://host:8786 with --tls-*).")
+    @TLS_OPTIONS[0]
+    @TLS_OPTIONS[1]
+    @TLS_OPTIONS[2]
     @click.option("--sample", type=click.IntRange(min=0), default=10, show_default=True,
                   help="How many planned changes to show.")
     @click.option("--apply", "do_apply", is_flag=True, help="Change the files (default: preview only).")
     @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.25, show_default=True,
                   help="Skip detected bpm/key values whose confidence is under this.")
     @functools.wraps(fn)
-    def wrapper(*args, **kw):
-        return fn(*args, **kw)
+    def wrapper(*args, tls_ca_file=None, tls_cert=None, tls_key=None, **kw):
+        return fn(*args, tls={"tls_ca_file": tls_ca_file, "tls_cert": tls_cert, "tls_key": tls_key}, **kw)
     return wrapper
 
 
 
 
-def _plan_then(out, plan_fn, apply_fn, options, *, do_apply, sequential, workers, scheduler, sample, noun):
+def _plan_then(out, plan_fn, apply_fn, options, *, do_apply, sequential, workers, scheduler, tls, sample, noun):
     from crate_dask.run.cluster import connect
 
-    run = RunSettings(sequential=sequential, workers=workers, scheduler=scheduler, progress=False)
+    run = RunSettings(sequential=sequential, workers=workers, scheduler=scheduler, progress=False, **tls)
     with connect(run) as client:
         if do_apply:
             s = apply_fn(out, options, client=client, sample=sample)
@@ -75,7 +80,8 @@ def _rank(status: str) -> int:
 @click.option("--on-conflict", type=click.Choice(["number", "skip"]), default="number", show_default=True,
               help="A taken name gets ' (2)'... (number) or the status conflict (skip).")
 @_cluster_options
-def rename(out, template, base, on_conflict, min_confidence, do_apply, sequential, workers, scheduler, sample):
+def rename(out, template, base, on_conflict, min_confidence, do_apply, sequential, workers, scheduler, sample,
+           tls):
     """Rename the files of results folder OUT from a template (preview unless --apply)."""
     def go():
         from crate_dask.actions.rename import RenameOptions, apply_renames, plan_renames
@@ -84,7 +90,7 @@ def rename(out, template, base, on_conflict, min_confidence, do_apply, sequentia
         options = RenameOptions(template=template, base=base, min_confidence=min_confidence,
                                 on_conflict=on_conflict)
         _plan_then(out, plan_renames, apply_renames, options, do_apply=do_apply, sequential=sequential,
-                   workers=workers, scheduler=scheduler, sample=sample, noun="rename")
+                   workers=workers, scheduler=scheduler, tls=tls, sample=sample, noun="rename")
     run_command(go)
 
 
@@ -96,7 +102,8 @@ def rename(out, template, base, on_conflict, min_confidence, do_apply, sequentia
 @click.option("--bpm-decimals", type=click.IntRange(0, 2), default=0, show_default=True,
               help="BPM rounding (ID3 TBPM and MP4 tmpo always hold an integer).")
 @_cluster_options
-def tag(out, fields, key_notation, bpm_decimals, min_confidence, do_apply, sequential, workers, scheduler, sample):
+def tag(out, fields, key_notation, bpm_decimals, min_confidence, do_apply, sequential, workers, scheduler, sample,
+        tls):
     """Write detected BPM and key into the tags of the files of results folder OUT (preview unless --apply)."""
     def go():
         from crate_dask.actions.retag import TagOptions, apply_tags, plan_tags
@@ -108,7 +115,7 @@ def tag(out, fields, key_notation, bpm_decimals, min_confidence, do_apply, seque
         except FatalError as exc:
             raise ParameterError(str(exc)) from None
         _plan_then(out, plan_tags, apply_tags, options, do_apply=do_apply, sequential=sequential,
-                   workers=workers, scheduler=scheduler, sample=sample, noun="write tags")
+                   workers=workers, scheduler=scheduler, tls=tls, sample=sample, noun="write tags")
     run_command(go)
 
 

@@ -24,6 +24,14 @@ def main() -> None:
     """Analyse huge DJ music libraries on Dask: tags, BPM and key, resumable; then rename and tag safely."""
 
 
+#: A TLS-secured cluster's options (``analyze``, ``rename`` and ``tag``).
+TLS_OPTIONS = [
+    click.option("--tls-ca-file", default=None, metavar="FILE", help="TLS: the cluster's CA certificate."),
+    click.option("--tls-cert", default=None, metavar="FILE", help="TLS: this client's certificate."),
+    click.option("--tls-key", default=None, metavar="FILE", help="TLS: this client's private key."),
+]
+
+
 def analysis_options(f):
     """Options shared by analyze and demo."""
     opts = [
@@ -46,9 +54,7 @@ def analysis_options(f):
         click.option("--path-map", "path_map", multiple=True, metavar="CLIENT_PREFIX=WORKER_PREFIX",
                      help="Where the workers see a path of this machine (repeatable), e.g. "
                           "/Volumes/Music=/mnt/music."),
-        click.option("--tls-ca-file", default=None, metavar="FILE", help="TLS: the cluster's CA certificate."),
-        click.option("--tls-cert", default=None, metavar="FILE", help="TLS: this client's certificate."),
-        click.option("--tls-key", default=None, metavar="FILE", help="TLS: this client's private key."),
+        *TLS_OPTIONS,
         click.option("--nice", is_flag=True, default=None,
                      help="Run local workers and their analysis processes at low CPU and I/O priority."),
         click.option("--memory-limit", default=None, metavar="SIZE",
