@@ -106,6 +106,19 @@ def test_fatal_errors_are_one_line_and_nonzero(tmp_path):
     assert r.returncode == 1 and "partition_size" in r.stderr
 
 
+@pytest.mark.parametrize("command", [["undo"], ["rename", "--sequential"], ["tag", "--apply", "--sequential"],
+                                     ["export", "--rekordbox", "x.xml"], ["playlists", "--out-dir", "pl"]])
+def test_a_folder_that_holds_no_results_is_refused_and_left_as_it_was(tmp_path, command):
+    """The music library given for OUT by mistake: one line, exit 1, and no lock or _crate/ left in it."""
+    lib = tmp_path / "lib"
+    make_library(lib, 2)
+    before = sorted(p.relative_to(lib) for p in lib.rglob("*"))
+    r = run_cli(command[0], str(lib), *[str(tmp_path / a) if a in ("x.xml", "pl") else a for a in command[1:]])
+    assert r.returncode == 1 and r.stderr.strip() == (f"error: {lib} holds no crate_dask results: run "
+                                                      f"`crate-dask analyze LIBRARY --out {lib}` first"), r.stderr
+    assert sorted(p.relative_to(lib) for p in lib.rglob("*")) == before and not (tmp_path / "pl").exists()
+
+
 def test_config_file_precedence(tmp_path):
     lib = tmp_path / "lib"
     make_library(lib, 6)

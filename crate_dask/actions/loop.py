@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from crate_dask.errors import FatalError, NoSpaceError
 from crate_dask.store.journal import Journal, Operation, fold, unfinished
-from crate_dask.store.partitions import exclusive, list_parts
+from crate_dask.store.partitions import exclusive, list_parts, require_results
 
 
 @dataclass
@@ -112,6 +112,7 @@ class Action:
 @contextlib.contextmanager
 def locked(out: str | os.PathLike) -> Iterator[None]:
     """Hold the lock of ``out`` (shared with analyze; released by the OS if the process dies)."""
+    require_results(out)
     with exclusive(out, "rename/tag/undo"):
         yield
 

@@ -13,8 +13,8 @@ import functools
 import click
 
 from crate_dask.actions import naming
-from crate_dask.cli.main import TLS_OPTIONS
 from crate_dask.cli.messages import run_command
+from crate_dask.cli.tls import TLS_OPTIONS
 from crate_dask.config import RunSettings
 from crate_dask.errors import FatalError, ParameterError
 

@@ -65,7 +65,7 @@ def export(out, rekordbox_xml, traktor_nml, relocate_from, key_notation, no_lame
     """Export results folder OUT to DJ software, with the beat grid and at the files' current paths."""
     def go():
         from crate_dask.explore.export import export_rekordbox, export_traktor
-        from crate_dask.store.partitions import exclusive
+        from crate_dask.store.partitions import exclusive, require_results
 
         if not rekordbox_xml and not traktor_nml:
             raise ParameterError("nothing to export: give --rekordbox FILE and/or --traktor FILE")
@@ -74,6 +74,7 @@ def export(out, rekordbox_xml, traktor_nml, relocate_from, key_notation, no_lame
         if relocate_from and rekordbox_xml and relocate_from.resolve() == rekordbox_xml.resolve():
             raise ParameterError("--relocate-from and --rekordbox must be different files")
         summaries = []
+        require_results(out)
         with exclusive(out, "export"):
             if rekordbox_xml:
                 summaries.append(export_rekordbox(out, rekordbox_xml, prefer=prefer, key_notation=key_notation,
@@ -99,8 +100,9 @@ def playlists(out, by, out_dir, relative, prefer, bpm_band, as_json):
     """Write extended M3U8 playlists of results folder OUT, readable by every DJ program and player."""
     def go():
         from crate_dask.explore.export import write_playlists
-        from crate_dask.store.partitions import exclusive
+        from crate_dask.store.partitions import exclusive, require_results
 
+        require_results(out)
         with exclusive(out, "playlists"):
             s = write_playlists(out, out_dir, by=by, relative=relative, bpm_band=bpm_band, prefer=prefer)
         _report([s], as_json)

@@ -15,6 +15,7 @@ import click
 from crate_dask import __version__
 from crate_dask.cli.messages import EXIT_CANCELLED, run_command
 from crate_dask.cli.progress import RunDisplay, console, print_json, print_sample
+from crate_dask.cli.tls import TLS_OPTIONS
 from crate_dask.config import Settings, build_settings, default_config_path
 
 
@@ -22,14 +23,6 @@ from crate_dask.config import Settings, build_settings, default_config_path
 @click.version_option(__version__, prog_name="crate-dask")
 def main() -> None:
     """Analyse huge DJ music libraries on Dask: tags, BPM and key, resumable; then rename and tag safely."""
-
-
-#: A TLS-secured cluster's options (``analyze``, ``rename`` and ``tag``).
-TLS_OPTIONS = [
-    click.option("--tls-ca-file", default=None, metavar="FILE", help="TLS: the cluster's CA certificate."),
-    click.option("--tls-cert", default=None, metavar="FILE", help="TLS: this client's certificate."),
-    click.option("--tls-key", default=None, metavar="FILE", help="TLS: this client's private key."),
-]
 
 
 def analysis_options(f):

@@ -345,6 +345,13 @@ def read_results(out: str | os.PathLike, columns: list[str] | None = None):
     return pd.read_parquet(out, columns=columns)
 
 
+def require_results(out: str | os.PathLike) -> None:
+    """Raise FatalError unless ``out`` is a results folder: commands other than analyze must not leave
+    bookkeeping (a lock, ``_crate/``) in a folder given by mistake, such as the music library itself."""
+    if not (state_path(out).exists() or legacy_path(out, "state").exists() or list_parts(out)):
+        raise FatalError(f"{out} holds no crate_dask results: run `crate-dask analyze LIBRARY --out {out}` first")
+
+
 @contextlib.contextmanager
 def exclusive(out: str | os.PathLike, action: str) -> Iterator[None]:
     """Hold the lock of results folder ``out`` while ``action`` runs (released by the OS if the process dies).
