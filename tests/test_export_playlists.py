@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import run_cli
-from export_library import TRACKS, analysed
+from export_library import BROKEN, SHORT, TRACKS, analysed
 
 
 @pytest.fixture
@@ -40,14 +40,18 @@ def test_entries_are_the_tracks(results, tmp_path, by):
     lists = read_m3u8(dest)
     paths = [p for entries in lists.values() for _, p in entries]
     df = pd.read_parquet(out)
-    assert sorted(paths) == sorted(str(lib / rel) for rel in df.relpath)   # every track once
+    assert sorted(paths) == sorted(str(lib / rel) for rel in df[df.error.isna()].relpath)   # every playable track once
+    assert str(lib / BROKEN) not in paths and "1 with errors left out" in r.stderr
     assert all(os.path.isabs(p) and os.path.exists(p) for p in paths)
     if by == "camelot":
-        assert [p for _, p in lists["Camelot 8A.m3u8"]] == [str(lib / "House/Âme & Ümlaut - Dä Track.mp3")]
-        (inf, _), = lists["Camelot 8A.m3u8"]
+        assert [p for _, p in lists["Camelot 08A.m3u8"]] == [str(lib / "House/Âme & Ümlaut - Dä Track.mp3")]
+        (inf, _), = lists["Camelot 08A.m3u8"]
         row = df[df.relpath == "House/Âme & Ümlaut - Dä Track.mp3"].iloc[0]
         assert inf == f"#EXTINF:{round(row.duration_s)},Âme & Ümlaut - Dä Track"
-        assert "Camelot No key.m3u8" in lists                    # the broken and the short file
+        assert [p for _, p in lists["Camelot No key.m3u8"]] == [str(lib / SHORT)]   # no key, but playable
+    if by == "bpm":   # zero-padded: a folder listing sorts them by tempo
+        bands = sorted(n for n in lists if n != "BPM unknown.m3u8")
+        assert bands == sorted(bands, key=lambda n: float(n.split()[1].split("-")[0])) and "BPM 100-105.m3u8" in lists
     if by == "genre":
         assert {n for n in lists} == {"Genre House.m3u8", "Genre Techno.m3u8", "Genre No genre.m3u8"}
 
@@ -65,6 +69,7 @@ def test_relative_paths_after_rename_and_undo(results, tmp_path):
     assert run_cli("undo", str(out)).returncode == 0
     assert run_cli("playlists", str(out), "--by", "folder", "--out-dir", str(dest), "--relative").returncode == 0
     paths = [p for entries in read_m3u8(dest).values() for _, p in entries]
+    df = pd.read_parquet(out)
     assert sorted((dest / p).resolve() for p in paths) == sorted((lib / rel).resolve()
-                                                                 for rel in pd.read_parquet(out).relpath)
-    assert len(paths) == len(TRACKS) + 2
+                                                                 for rel in df[df.error.isna()].relpath)
+    assert len(paths) == len(TRACKS) + 1   # the broken file is left out

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from crate_dask.cli.messages import run_command
+from crate_dask.cli.progress import plural
 from crate_dask.errors import FatalError, ParameterError
 
 _OUT = click.argument("out", type=click.Path(file_okay=False, path_type=Path))
@@ -193,7 +194,7 @@ def fix(out: Path, path: str | None, bpm: float | None, double: bool, half: bool
             if from_csv is not None:
                 done = _fix_from_csv(r, fixes, from_csv)
                 save_corrections(out, fixes)
-                click.echo(f"{done} corrections recorded in {out}")
+                click.echo(f"{plural(done, 'correction')} recorded in {out}")
                 return 0
             row = r.row(path, ["relpath", "path", "content_id", "fingerprint", "bpm", "key", "bpm_detected",
                                "key_detected", "corrected"] if "fingerprint" in r.columns else

@@ -38,7 +38,8 @@ def _report(summaries, as_json: bool) -> None:
         extra = [f"{s.playlists} playlists" if s.playlists else "",
                  f"{s.relocated} relocated, {s.kept} kept from the old collection" if s.relocated or s.kept else "",
                  f"{s.missing_files} files missing at their path" if s.missing_files else "",
-                 f"{s.unsupported} in formats {s.target} does not play" if s.unsupported else ""]
+                 f"{s.unsupported} in formats {s.target} does not play" if s.unsupported else "",
+                 f"{s.left_out_errors} with errors left out" if s.left_out_errors else ""]
         click.echo(line + "".join(f"; {e}" for e in extra if e), err=True)
 
 

@@ -163,16 +163,27 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+def plural(n: int, noun: str) -> str:
+    """``n`` and ``noun``, in the plural unless ``n`` is 1.
+
+    >>> plural(1, "partition"), plural(3, "partition"), plural(1_000, "file")
+    ('1 partition', '3 partitions', '1,000 files')
+    """
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_plan(e: ev.PlanReady) -> None:
-    console.print(f"library: {e.library}  ({e.files:,} audio files, {e.partitions} partitions, {e.mode} mode)")
+    console.print(f"library: {e.library}  ({plural(e.files, 'audio file')}, {plural(e.partitions, 'partition')}, "
+                  f"{e.mode} mode)")
     if e.done:
-        console.print(f"{e.done} partitions already done, skipped")
+        console.print(f"{plural(e.done, 'partition')} already done, skipped")
     if e.other_settings:
         changes = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in e.settings_changes.items())
-        console.print(f"[yellow]{e.other_settings} partitions were analysed with other settings "
+        console.print(f"[yellow]{plural(e.other_settings, 'partition')} {'was' if e.other_settings == 1 else 'were'} "
+                      "analysed with other settings "
                       f"({changes}); kept as they are. Use --force to recompute them.[/]")
     if e.todo:
-        console.print(f"{e.todo} partitions to compute ({e.files_todo:,} files)")
+        console.print(f"{plural(e.todo, 'partition')} to compute ({plural(e.files_todo, 'file')})")
     else:
         console.print("nothing to do: every partition is up to date")
 

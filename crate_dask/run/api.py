@@ -144,7 +144,9 @@ def _run(library: Path, out: Path, settings: Settings, client, t0: float, emit: 
                     if "no_space" in s:   # a worker's disk is full: every other partition would fail too
                         raise NoSpaceError(*s["no_space"])
                     mine = by_part.pop(s["name"], [])
-                    s = {**s, "computed": sum(c["computed"] for c in mine), "reused": sum(c["reused"] for c in mine)}
+                    # seconds: the workers' time on its chunks and on writing it (chunks may run in parallel)
+                    s = {**s, "computed": sum(c["computed"] for c in mine), "reused": sum(c["reused"] for c in mine),
+                         "seconds": s["seconds"] + sum(c["seconds"] for c in mine)}
                     computed.append(s)
                     emit(ev.PartitionDone(name=s["name"], rows=s["rows"], errors=s["errors"],
                                           computed=s["computed"], reused=s["reused"], seconds=s["seconds"]))

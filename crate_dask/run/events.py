@@ -89,7 +89,7 @@ class PartitionDone:
     errors: int
     computed: int
     reused: int
-    seconds: float
+    seconds: float      #: worker seconds on its files and on writing it (its chunks may have run in parallel)
 
 
 @dataclass(frozen=True)

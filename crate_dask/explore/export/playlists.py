@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Mapping
 
 from crate_dask.errors import FatalError
-from crate_dask.explore.export.groups import GROUPINGS, playlist_name
+from crate_dask.explore.export.groups import GROUPINGS, NO_BPM, playlist_name
 from crate_dask.explore.export.tracks import Summary, Track, iter_tracks
 
 __all__ = ["write_playlists", "playlist_filename", "extinf"]
@@ -42,12 +42,19 @@ def playlist_filename(by: str, name: str) -> str:
 
     Examples
     --------
+    Numbers are zero-padded so that a folder listing sorts as a DJ reads them (1A 2A ... 12A, 80 ... 175 BPM):
+
     >>> playlist_filename("camelot", "8A"), playlist_filename("folder", "House/Deep: 2024")
-    ('Camelot 8A.m3u8', 'Folder House - Deep_ 2024.m3u8')
+    ('Camelot 08A.m3u8', 'Folder House - Deep_ 2024.m3u8')
+    >>> playlist_filename("bpm", "80-85 BPM"), playlist_filename("bpm", "120-125 BPM"), playlist_filename("bpm", NO_BPM)
+    ('BPM 080-085.m3u8', 'BPM 120-125.m3u8', 'BPM unknown.m3u8')
     """
     prefix = {"camelot": "Camelot", "bpm": "BPM", "genre": "Genre", "folder": "Folder"}[by]
     if by == "bpm":
-        name = name.replace(" BPM", "")
+        name = "unknown" if name == NO_BPM else re.sub(r"(?<![.\d])\d+", lambda m: m.group(0).zfill(3),
+                                                      name.replace(" BPM", ""))
+    elif by == "camelot":
+        name = re.sub(r"^(\d)([AB])$", r"0\1\2", name)
     safe = re.sub(r'[<>:"\\|?*\x00-\x1f]', "_", name.replace("/", " - ")).strip(" .") or "_"
     return f"{prefix} {safe}"[:200] + ".m3u8"
 
@@ -135,6 +142,9 @@ def write_playlists(out: str | os.PathLike, out_dir: str | os.PathLike, *, by: s
     base = os.fsencode(out_dir)
     try:
         for t in iter_tracks(out, prefer=prefer, corrections=corrections):
+            if t.row.get("error"):   # not playable: a player would only skip it (it stays in the results)
+                summary.left_out_errors += 1
+                continue
             name = playlist_name(by, t.chosen, genre=t.text("genre"), folder=t.folder, band=bpm_band)
             target = os.fsdecode(os.path.relpath(t.path_bytes, base)) if relative else t.path
             pool.append(playlist_filename(by, name), f"{extinf(t)}\n{' '.join(target.splitlines())}\n")

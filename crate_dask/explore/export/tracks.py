@@ -244,6 +244,7 @@ class Summary:
     relocated: int = 0            #: --relocate-from: old entries pointed at their new path
     kept: int = 0                 #: --relocate-from: old entries whose file is not in the results, kept as is
     playlists: int = 0
+    left_out_errors: int = 0      #: playlists: rows with an error, left out (not playable)
 
     def count(self, t: Track, *, supported: bool = True, check_exists: bool = True) -> None:
         """Count one exported track."""
