@@ -114,7 +114,7 @@ def test_a_folder_that_holds_no_results_is_refused_and_left_as_it_was(tmp_path, 
     make_library(lib, 2)
     before = sorted(p.relative_to(lib) for p in lib.rglob("*"))
     r = run_cli(command[0], str(lib), *[str(tmp_path / a) if a in ("x.xml", "pl") else a for a in command[1:]])
-    assert r.returncode == 1 and r.stderr.strip() == (f"error: {lib} holds no crate_dask results: run "
+    assert r.returncode == 1 and r.stderr.strip() == (f"error: no results in {lib}: run "
                                                       f"`crate-dask analyze LIBRARY --out {lib}` first"), r.stderr
     assert sorted(p.relative_to(lib) for p in lib.rglob("*")) == before and not (tmp_path / "pl").exists()
 

@@ -349,7 +349,7 @@ def require_results(out: str | os.PathLike) -> None:
     """Raise FatalError unless ``out`` is a results folder: commands other than analyze must not leave
     bookkeeping (a lock, ``_crate/``) in a folder given by mistake, such as the music library itself."""
     if not (state_path(out).exists() or legacy_path(out, "state").exists() or list_parts(out)):
-        raise FatalError(f"{out} holds no crate_dask results: run `crate-dask analyze LIBRARY --out {out}` first")
+        raise FatalError(f"no results in {out}: run `crate-dask analyze LIBRARY --out {out}` first")
 
 
 @contextlib.contextmanager
