@@ -209,7 +209,7 @@ class TagAction(Action):
 
     def apply(self, op: Operation, j: Journal, e: dict) -> str:
         path, tmp = e["path"], e["tmp"]
-        if os.path.lexists(path) and not os.access(path, os.W_OK):
+        if _read_only(path):
             # Swapping in a rewritten copy would get past the file's own protection: respect it.
             return "cannot write tags: the file is read-only"
         try:
@@ -348,6 +348,14 @@ def _unlink(path: str | None) -> None:
     if path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def _read_only(path: str) -> bool:
+    """Not writable by us, or marked read-only for everyone (``chmod a-w``: root would write it anyway)."""
+    try:
+        return not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o222
+    except OSError:
+        return False   # vanished: apply says so
 
 
 def _ident(path: str) -> list[int] | None:

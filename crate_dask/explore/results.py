@@ -24,7 +24,9 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import os
 import re
 from pathlib import Path
@@ -259,7 +261,7 @@ class Results:
         earlier, current = self._earlier_names(absolute, text.strip("/"))
         if earlier:
             tries.append(pc.field("relpath").isin(earlier))
-        where = Query(text, _any(tries), {"path", "relpath"})
+        where = Query(text, functools.reduce(operator.or_, tries), {"path", "relpath"})
         found = [t for t in self.batches(sorted(set(cols) | {"path", "relpath"}), where)]
         if found:
             t = pa.concat_tables(found)
@@ -281,8 +283,9 @@ class Results:
             return [], None
         from crate_dask.store.history import moved_paths
 
+        moves = moved_paths(self.out)
         for now in (os.path.relpath(absolute, self.root).replace(os.sep, "/"), rel):
-            earlier = sorted(old for old, new in moved_paths(self.out).items() if new == now and old != now)
+            earlier = sorted(old for old, new in moves.items() if new == now and old != now)
             if earlier:
                 return earlier, now
         return [], None
@@ -393,10 +396,3 @@ def _relation(seed: str, other: str) -> str:
     if other[:-1] == seed[:-1]:
         return "relative"
     return "+1" if int(other[:-1]) == int(seed[:-1]) % 12 + 1 else "-1"
-
-
-def _any(exprs: list[pc.Expression]) -> pc.Expression:
-    out = exprs[0]
-    for e in exprs[1:]:
-        out = out | e
-    return out
