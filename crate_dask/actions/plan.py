@@ -11,10 +11,10 @@ import functools
 import os
 from typing import Any, Callable
 
-from crate_dask.errors import FatalError, NoSpaceError
+from crate_dask.errors import NoSpaceError
 from crate_dask.store.history import replay
 from crate_dask.store.journal import Operation
-from crate_dask.store.partitions import list_parts
+from crate_dask.store.partitions import list_parts, no_results
 
 
 def locate(path: str, size: int | None, mtime_ns: int | None, moves: dict[str, str],
@@ -51,7 +51,7 @@ def compute_plan(out: str | os.PathLike, op: Operation, plan_partition: Callable
 
     parts = [str(p) for p in list_parts(out)]
     if not parts:
-        raise FatalError(f"no results in {out}: run `crate-dask analyze LIBRARY --out {out}` first")
+        raise no_results(out)
     moves, writes = replay(out)
     context = dask.delayed({"moves": moves, "writes": writes}, traverse=False)
     bag = db.from_sequence(parts, npartitions=len(parts)).map(

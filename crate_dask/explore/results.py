@@ -39,13 +39,12 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from crate_dask.errors import FatalError
 from crate_dask.explore.query import Query, QueryError, column_kinds, parse_query
 from crate_dask.features.mixing import compatible_keys, tempo_ratio
 from crate_dask.features.notation import to_camelot, to_open_key
 from crate_dask.schema import SCHEMA
 from crate_dask.store.corrections import KEY_COLUMNS, VALUE_COLUMNS, Corrections, load_corrections
-from crate_dask.store.partitions import list_parts, load_state
+from crate_dask.store.partitions import list_parts, load_state, no_results
 
 __all__ = ["open_results", "Results", "DEFAULT_COLUMNS"]
 
@@ -76,7 +75,7 @@ class Results:
         self.out = Path(out)
         parts = list_parts(out)
         if not parts:
-            raise FatalError(f"no results in {out}: run `crate-dask analyze LIBRARY --out {out}` first")
+            raise no_results(out)
         # Older partitions may lack newer columns (fingerprint, needs_review): one schema covers all of them.
         metas = [pq.read_metadata(p) for p in parts]
         self.schema = pa.unify_schemas([SCHEMA] + [m.schema.to_arrow_schema().remove_metadata() for m in metas])

@@ -341,15 +341,20 @@ def read_results(out: str | os.PathLike, columns: list[str] | None = None):
     import pandas as pd
 
     if not list_parts(out):
-        raise FatalError(f"no results in {out}: run `crate-dask analyze LIBRARY --out {out}` first")
+        raise no_results(out)
     return pd.read_parquet(out, columns=columns)
+
+
+def no_results(out: str | os.PathLike) -> FatalError:
+    """The one error of every command given a folder without results."""
+    return FatalError(f"no results in {out}: run `crate-dask analyze LIBRARY --out {out}` first")
 
 
 def require_results(out: str | os.PathLike) -> None:
     """Raise FatalError unless ``out`` is a results folder: commands other than analyze must not leave
     bookkeeping (a lock, ``_crate/``) in a folder given by mistake, such as the music library itself."""
     if not (state_path(out).exists() or legacy_path(out, "state").exists() or list_parts(out)):
-        raise FatalError(f"no results in {out}: run `crate-dask analyze LIBRARY --out {out}` first")
+        raise no_results(out)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from crate_dask.features.notation import parse_key as _parse_key
 from crate_dask.library.scan import library_path
 from crate_dask.store.corrections import load_corrections
 from crate_dask.store.history import moved_paths
-from crate_dask.store.partitions import list_parts, load_state
+from crate_dask.store.partitions import list_parts, load_state, no_results
 
 __all__ = ["Track", "Chosen", "choose_values", "current_paths", "iter_tracks", "count_rows", "PREFER"]
 
@@ -164,7 +164,7 @@ def count_rows(out: str | os.PathLike) -> int:
 def _parts(out: str | os.PathLike):
     parts = list_parts(out)
     if not parts:
-        raise FatalError(f"no results in {out}: run `crate-dask analyze LIBRARY --out {out}` first")
+        raise no_results(out)
     return parts
 
 
